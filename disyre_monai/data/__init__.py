@@ -1,0 +1,1 @@
+"""Datasets, datalists and the embedded demo data."""

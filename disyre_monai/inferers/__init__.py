@@ -1,0 +1,5 @@
+"""Inferers: turn a scan (2D slices or a 3D volume) and a restoration network into an anomaly map."""
+
+from .disyre_inferer import INFERENCE_METHODS, DisyreInferer
+
+__all__ = ["INFERENCE_METHODS", "DisyreInferer"]

@@ -1,0 +1,173 @@
+"""The combined DISYRE corruption: shape x texture x intensity bias, with its severity and timestep."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import TransformBackends, convert_to_dst_type, look_up_option
+
+from disyre_monai.schedulers import DisyreScheduler
+from disyre_monai.transforms._common import foreground, stack_keys, to_numpy, unstack_keys
+from disyre_monai.transforms.intensity_bias import RandIntensityBias
+from disyre_monai.transforms.shapes import SHAPE_KINDS, RandAnomalyShape
+from disyre_monai.transforms.texture import RandForeignPatch
+from disyre_monai.utils import check_number
+
+CORRUPTION_MODES = ("dag", "fpi")
+
+
+class Corruption(NamedTuple):
+    """One corrupted sample. ``image`` ``(C, *spatial)``; ``anomaly_mask`` ``(1, *spatial)`` soft shape."""
+
+    image: np.ndarray
+    anomaly_mask: np.ndarray
+    severity: float
+    timestep: int
+
+
+class RandDisyreCorruption(RandomizableTransform):
+    """DISYRE's gradual synthetic anomaly ("DAG": shape x texture x intensity bias).
+
+    With probability ``p_anomaly``: draw a shape ``m`` (:class:`RandAnomalyShape`), blend a foreign patch
+    with severity ``a_tex`` (:class:`RandForeignPatch`), then in "dag" mode shift intensity classes with
+    severity ``a_bias`` (:class:`RandIntensityBias`). The sample's severity is ``max(a_tex, a_bias)`` ("dag")
+    or ``a_tex`` ("fpi", no rescaling, no bias) and its timestep is ``scheduler.timestep(severity)``.
+    Otherwise (or when the image has no foreground) the image is returned unchanged with severity 0.
+
+    Args:
+        mode: "dag" (released default) or "fpi".
+        p_anomaly: probability of corrupting a sample (released: 1.0).
+        scheduler: severity <-> timestep mapping (default :class:`DisyreScheduler`).
+        kinds, size_range, rotation_range, sigma_range, patch_size, margin, blob_roughness: shape arguments.
+        texture_range: (min, max) of ``a_tex``; bias_range: (min, max) of ``a_bias``.
+        cache_size: foreign crops kept; foreground_threshold: foreground when no mask is given.
+
+    Example:
+        >>> t = RandDisyreCorruption(); t.set_random_state(0)
+        >>> out = t.corrupt(np.random.rand(1, 64, 64).astype(np.float32))
+        >>> out.image.shape, out.anomaly_mask.shape, 0 <= out.severity <= 1
+        ((1, 64, 64), (1, 64, 64), True)
+    """
+
+    backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        mode: str = "dag",
+        p_anomaly: float = 1.0,
+        scheduler: DisyreScheduler | None = None,
+        kinds: Sequence[str] = SHAPE_KINDS,
+        size_range: Sequence[float] = (10, 44),
+        rotation_range: Sequence[float] = (-15, 15),
+        sigma_range: Sequence[float] = (0, 5),
+        patch_size: int = 64,
+        margin: int = 4,
+        blob_roughness: float = 0.5,
+        texture_range: Sequence[float] = (0.0, 1.0),
+        bias_range: Sequence[float] = (0.0, 1.0),
+        cache_size: int = 512,
+        foreground_threshold: float = 0.0,
+    ) -> None:
+        RandomizableTransform.__init__(self, check_number(type(self).__name__, "p_anomaly", p_anomaly, 0, 1))
+        self.mode = look_up_option(mode, CORRUPTION_MODES)
+        self.scheduler = scheduler or DisyreScheduler()
+        self.shaper = RandAnomalyShape(
+            kinds, size_range, rotation_range, sigma_range, patch_size, margin, blob_roughness, foreground_threshold
+        )
+        self.texture = RandForeignPatch(texture_range, self.mode == "dag", patch_size, cache_size, foreground_threshold)
+        self.bias = RandIntensityBias(bias_range)
+        self.set_random_state(state=self.R)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        super().set_random_state(seed, state)
+        for part in (self.shaper, self.texture, self.bias):
+            part.set_random_state(state=self.R)  # one stream: the same seed gives the same sample
+        return self
+
+    def corrupt(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> Corruption:
+        """Corrupt ``img`` ``(C, *spatial)`` (2D slice or 3D volume, values in [0, 1]); ``mask``: brain mask."""
+        arr = to_numpy(img, type(self).__name__)
+        fg = foreground(arr, mask, type(self).__name__, self.shaper.foreground_threshold)
+        self.randomize(None)
+        self.texture.randomize(arr, fg)  # always: keeps the foreign-patch cache filling
+        self.shaper.randomize(fg if self._do_transform else np.zeros_like(fg))
+        shape_mask = self.shaper.render(fg, self.shaper.draw)
+        if self.shaper.draw.center is None:
+            return Corruption(arr, shape_mask[None], 0.0, int(self.scheduler.timestep(0.0)))
+        out = self.texture.blend(arr, shape_mask)
+        severity = self.texture.alpha
+        if self.mode == "dag":
+            out = self.bias.corrupt(out, shape_mask[None], host=arr)
+            severity = max(severity, self.bias.alpha)
+        out = np.clip(out, 0.0, 1.0)
+        return Corruption(out, shape_mask[None], float(severity), int(self.scheduler.timestep(severity)))
+
+    def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
+        """Return the corrupted image only (see :meth:`corrupt` for mask, severity and timestep)."""
+        return convert_to_dst_type(self.corrupt(img, mask).image, img)[0]
+
+
+class RandDisyreCorruptiond(RandomizableTransform, MapTransform):
+    """Dictionary twin of :class:`RandDisyreCorruption`: ONE draw for all ``keys``, every output keyed.
+
+    Each key's image is corrupted in place and its clean copy written to ``clean_keys`` (default
+    ``"<key>_clean"``, the training target); the shared anomaly mask, severity and timestep go to
+    ``anomaly_mask_key``, ``severity_key`` and ``timestep_key``.
+
+    Args:
+        keys: images to corrupt (same spatial shape; stacked along channels for the shared draw).
+        clean_keys: output keys of the clean targets, one per key.
+        anomaly_mask_key, severity_key, timestep_key: output keys.
+        mask_key: optional brain-mask key; default foreground is ``image > foreground_threshold``.
+        kwargs: the :class:`RandDisyreCorruption` arguments.
+    """
+
+    backend = RandDisyreCorruption.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        clean_keys: KeysCollection | None = None,
+        anomaly_mask_key: str = "anomaly_mask",
+        severity_key: str = "severity",
+        timestep_key: str = "timestep",
+        mask_key: str | None = None,
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, 1.0)
+        self.corrupter = RandDisyreCorruption(**kwargs)
+        self.clean_keys = list(clean_keys) if clean_keys is not None else [f"{k}_clean" for k in self.keys]
+        if len(self.clean_keys) != len(self.keys):
+            raise ValueError(
+                f"{type(self).__name__}: clean_keys must have one key per key ({len(self.keys)}), "
+                f"got {len(self.clean_keys)}."
+            )
+        self.anomaly_mask_key, self.severity_key, self.timestep_key = anomaly_mask_key, severity_key, timestep_key
+        self.mask_key = mask_key
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        super().set_random_state(seed, state)
+        self.corrupter.set_random_state(state=self.R)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        clean_keys = [c for k, c in zip(self.keys, self.clean_keys) if k in keys]
+        for key, clean_key in zip(keys, clean_keys):
+            d[clean_key] = convert_to_dst_type(to_numpy(d[key], type(self).__name__, str(key)), d[key])[0]
+        out = self.corrupter.corrupt(stack_keys(d, keys, type(self).__name__), d[self.mask_key] if self.mask_key else None)
+        unstack_keys(out.image, d, keys)
+        d[self.anomaly_mask_key] = convert_to_dst_type(out.anomaly_mask, d[keys[0]])[0]
+        d[self.severity_key] = np.float32(out.severity)
+        d[self.timestep_key] = np.int64(out.timestep)
+        return d
+
+
+RandDisyreCorruptionD = RandDisyreCorruptionDict = RandDisyreCorruptiond

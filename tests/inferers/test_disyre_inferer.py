@@ -1,0 +1,160 @@
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from disyre_monai.inferers import DisyreInferer
+from disyre_monai.networks import DisyreUNet
+from disyre_monai.schedulers import DisyreScheduler
+from tests.helpers import synthetic_brain
+
+MODES = [
+    dict(method="mean_single_step"),
+    dict(method="multi_step"),
+    dict(method="multi_step", multi_step_score="update", num_steps=3),
+    dict(method="mean_single_step", roi_size=32, overlap=0.5),
+    dict(method="multi_step", roi_size=32, foreground_weighting=True),
+    dict(method="mean_single_step", roi_size=(32, 16), blend_mode="constant"),
+]
+SHAPES = [(2, 1, 64, 64), (1, 1, 37, 53), (1, 2, 40, 33, 7), (2, 1, 21, 30, 9)]
+
+
+def identity(x, t):
+    return x
+
+
+def squared(x, t):  # pointwise "restoration": its map cannot depend on how the image is cut up
+    return x**2
+
+
+def _brain(shape):
+    b, c, *spatial = shape
+    return torch.from_numpy(np.stack([np.concatenate([synthetic_brain(spatial, s)] * c) for s in range(b)]))
+
+
+@pytest.mark.parametrize("kwargs", MODES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_output_shape_equals_input_and_identity_gives_zero(kwargs, shape):
+    x = _brain(shape)
+    inferer = DisyreInferer(size_divisor=4, **kwargs)
+    assert inferer(x, identity).shape == (shape[0], 1, *shape[2:])
+    assert inferer(x, identity).abs().max() == 0
+    assert inferer(x, squared).abs().max() > 0
+
+
+@pytest.mark.parametrize("kwargs", MODES[3:])
+@pytest.mark.parametrize("shape", SHAPES[1:])
+def test_sliding_window_matches_whole_slice_for_pointwise_network(kwargs, shape):
+    x = _brain(shape)
+    whole = DisyreInferer(method=kwargs["method"], size_divisor=1)(x, squared)
+    assert torch.allclose(DisyreInferer(**kwargs)(x, squared), whole, atol=1e-5)
+
+
+def test_slice_axis_does_not_change_pointwise_map_and_empty_slices_are_skipped():
+    x = _brain((1, 1, 20, 24, 16))
+    x[..., :5] = 0  # five empty axial slices
+    seen = []
+
+    def recording(inp, t):
+        seen.append(inp.shape[0])
+        return inp**2
+
+    ref = DisyreInferer(slice_axis=2, slice_batch_size=4, num_steps=1)(x, recording)
+    with_brain = int((x[0, 0] > 0).any(0).any(0).sum())
+    assert with_brain <= 11 and sum(seen) == with_brain and max(seen) <= 4, "only slices with brain are run"
+    for axis in (0, 1):
+        assert torch.allclose(DisyreInferer(slice_axis=axis, num_steps=1)(x, squared), ref)
+
+
+def test_map_peaks_on_repaired_blob():
+    x = torch.from_numpy(synthetic_brain((64, 64), 0))[None].clamp(0, 0.9)
+    x[..., 20:28, 36:44] = 1.0  # a bright lesion the "network" knows how to repair
+
+    def repair(inp, t):
+        return torch.where(inp > 0.95, torch.full_like(inp, 0.6), inp)
+
+    for kwargs in MODES:
+        amap = DisyreInferer(size_divisor=4, **kwargs)(x, repair)[0, 0]
+        peak = np.unravel_index(int(amap.argmax()), amap.shape)
+        assert 20 <= peak[0] < 28 and 36 <= peak[1] < 44, kwargs
+        assert amap[20:28, 36:44].mean() > 10 * amap[:, :16].mean()
+
+
+def test_multi_step_update_uses_the_conditioning_severity():
+    scheduler = DisyreScheduler()
+    inputs, times = [], []
+
+    def to_zero(inp, t):  # x0_hat = 0, so each step scales x_t by a_next / a_t
+        inputs.append(inp.clone())
+        times.append(int(t[0]))
+        return torch.zeros_like(inp)
+
+    x = torch.full((1, 1, 8, 8), 0.9)
+    DisyreInferer(method="multi_step", num_steps=5, size_divisor=1, scheduler=scheduler)(x, to_zero)
+    assert times == scheduler.inference_timesteps(5).tolist()
+    for i in range(len(times) - 1):
+        ratio = scheduler.severity(times[i + 1]) / scheduler.severity(times[i])
+        assert torch.allclose(inputs[i + 1], inputs[i] * ratio), "update must assume the severity the net saw"
+
+
+def test_mean_single_step_restores_the_same_input_at_each_severity():
+    calls = []
+    x = _brain((1, 1, 16, 16))
+    DisyreInferer(num_steps=4, size_divisor=1)(x, lambda inp, t: calls.append((inp.clone(), int(t[0]))) or inp)
+    assert [t for _, t in calls] == [99, 74, 49, 24]
+    assert all(torch.equal(inp, x) for inp, _ in calls)
+
+
+def test_brain_mask_zeroes_background_and_intermediates():
+    x = _brain((1, 1, 32, 32))
+    mask = torch.zeros_like(x)
+    mask[..., 8:24, 8:24] = 1
+
+    def constant(inp, t):
+        return torch.full_like(inp, 0.5)
+
+    amap, restored = DisyreInferer(num_steps=3, size_divisor=1, return_intermediates=True)(x, constant, mask=mask)
+    assert amap[mask == 0].abs().max() == 0 and amap[mask > 0].min() > 0
+    assert restored.shape == (1, 3, 32, 32) and torch.allclose(restored, torch.full_like(restored, 0.5))
+
+
+def test_metatensor_in_metatensor_out():
+    x = MetaTensor(_brain((1, 1, 16, 16, 4)), affine=torch.diag(torch.tensor([2.0, 2, 3, 1])))
+    out = DisyreInferer(size_divisor=1)(x, identity)
+    assert isinstance(out, MetaTensor) and out.affine[2, 2] == 3 and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("preset", ["small", "paper"])
+def test_real_network_runs_on_odd_sizes(preset):
+    net = DisyreUNet(preset=preset).eval()
+    x = _brain((1, 1, 45, 51))
+    assert DisyreInferer(size_divisor=net.size_divisor, num_steps=2)(x, net).shape == x.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="ddim"), "ddim"),
+        (dict(num_steps=0), "num_steps must be"),
+        (dict(overlap=1.0), "overlap must be in \\[0.0, 0.99\\]"),
+        (dict(roi_size=2), "roi_size must be in"),
+        (dict(slice_axis=3), "slice_axis must be in \\[0, 2\\]"),
+        (dict(multi_step_score="sum"), "sum"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DisyreInferer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "x, mask, match",
+    [
+        (torch.rand(16, 16), None, "must be \\(B, C, H, W\\)"),
+        (torch.full((1, 1, 8, 8), float("nan")), None, "NaN or Inf"),
+        (torch.rand(1, 1, 8, 8), torch.ones(1, 1, 4, 4), "mask must have shape"),
+    ],
+)
+def test_bad_inputs(x, mask, match):
+    with pytest.raises(ValueError, match=match):
+        DisyreInferer()(x, identity, mask=mask)
