@@ -44,6 +44,7 @@ from scipy import ndimage as ndi
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from disyre_monai.data.lesions import simulate_lesion  # noqa: E402
+from disyre_monai.transforms import ScaleByPercentile  # noqa: E402
 
 # The common grid: MNI space, 2 mm isotropic, RAS (the MNI152NLin6Asym res-02 grid).
 GRID_SHAPE = (91, 109, 91)
@@ -229,8 +230,7 @@ def clean_mask(prob: np.ndarray) -> np.ndarray:
 
 def normalise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Skull-strip, clip negatives, divide by the 98th percentile inside the mask, clip to [0, 1]."""
-    image = np.clip(image, 0.0, None) * mask
-    return np.clip(image / np.percentile(image[mask], PERCENTILE), 0.0, 1.0)
+    return np.asarray(ScaleByPercentile(PERCENTILE, within_mask=True)((image * mask)[None], mask[None]))[0]
 
 
 def prepare(source: Source, roots: dict[Dist, Path]) -> tuple[np.ndarray, np.ndarray]:

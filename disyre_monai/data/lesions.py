@@ -18,35 +18,12 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial.transform import Rotation
 
+from disyre_monai.utils import check_number, check_range
+
 __all__ = ["simulate_lesion"]
 
 _WEIGHT_FLOOR = 0.05  # blurred weights below this are set to 0 (then rescaled), so edges stay compact
 _TRUNCATE = 3.0  # Gaussian kernels are cut at 3 sigma
-
-
-def _check_range(name, value, low, high=None, high_open=False):
-    """Return ``value`` as a float pair ``(a, b)`` with ``low <= a <= b`` (``b <= high`` or ``< high``)."""
-    allowed = f"{low} <= low <= high" + ("" if high is None else f" {'<' if high_open else '<='} {high}")
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"simulate_lesion: {name} must be a pair (low, high) with {allowed}, got {value!r}.")
-    too_high = high is not None and (b >= high if high_open else b > high)
-    if not (np.isfinite(a) and np.isfinite(b)) or a < low or a > b or too_high:
-        raise ValueError(f"simulate_lesion: {name} must satisfy {allowed}, got {value!r}.")
-    return a, b
-
-
-def _check_scalar(name, value, low, high=None):
-    """Return ``value`` as a float with ``low <= value`` (and ``value < high`` when ``high`` is given)."""
-    allowed = f"{low} <= {name}" + ("" if high is None else f" < {high}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"simulate_lesion: {name} must be a number with {allowed}, got {value!r}.")
-    if not np.isfinite(v) or v < low or (high is not None and v >= high):
-        raise ValueError(f"simulate_lesion: {name} must satisfy {allowed}, got {value!r}.")
-    return v
 
 
 def simulate_lesion(
@@ -74,8 +51,8 @@ def simulate_lesion(
             gives identical output; a Generator is advanced. ``None`` draws fresh entropy.
         radius_range: (low, high) semi-axis lengths of the ellipsoid in voxels, ``1 <= low <= high``.
         contrast_range: (low, high) core intensity as a fraction of the median tissue intensity it
-            replaces, ``0 <= low <= high < 1`` (smaller is darker).
-        irregularity: how far smoothed noise moves the surface, relative to the radius, in [0, 1).
+            replaces, ``0 <= low <= high <= 0.99`` (smaller is darker).
+        irregularity: how far smoothed noise moves the surface, relative to the radius, in [0, 0.99].
             0 gives a smooth ellipsoid.
         edge_sigma: Gaussian sigma (voxels) of the soft edge, ``>= 0``; 0 gives a hard edge.
         border_margin: minimum gap (voxels) between the lesion's reach and the brain border, ``>= 0``.
@@ -110,11 +87,12 @@ def simulate_lesion(
     brain = brain != 0
     if not brain.any():
         raise ValueError("simulate_lesion: brain_mask is empty (no non-zero voxel).")
-    r_lo, r_hi = _check_range("radius_range", radius_range, 1.0)
-    c_lo, c_hi = _check_range("contrast_range", contrast_range, 0.0, 1.0, high_open=True)
-    irregularity = _check_scalar("irregularity", irregularity, 0.0, 1.0)
-    edge_sigma = _check_scalar("edge_sigma", edge_sigma, 0.0)
-    border_margin = _check_scalar("border_margin", border_margin, 0.0)
+    name = "simulate_lesion"
+    r_lo, r_hi = check_range(name, "radius_range", radius_range, 1.0)
+    c_lo, c_hi = check_range(name, "contrast_range", contrast_range, 0.0, 0.99)
+    irregularity = check_number(name, "irregularity", irregularity, 0.0, 0.99)
+    edge_sigma = check_number(name, "edge_sigma", edge_sigma, 0.0)
+    border_margin = check_number(name, "border_margin", border_margin, 0.0)
 
     gen = np.random.default_rng(rng)
     radii = gen.uniform(r_lo, r_hi, size=3)

@@ -109,7 +109,7 @@ class DisyreInferer(Inferer):
         self.amp, self.amp_dtype = bool(amp), amp_dtype
 
     @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None, *args, **kwargs):
+    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
         name = type(self).__name__
         x = torch.as_tensor(inputs).float()
         if x.ndim not in (4, 5):

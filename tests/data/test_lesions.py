@@ -70,7 +70,7 @@ def test_hard_edge_and_integer_image(phantom):
     [
         ({"radius_range": (0.5, 3)}, "radius_range"),
         ({"radius_range": (5, 3)}, "radius_range"),
-        ({"radius_range": 4}, "radius_range"),
+        ({"radius_range": (2, 3, 4)}, "radius_range"),
         ({"contrast_range": (0.2, 1.0)}, "contrast_range"),
         ({"contrast_range": (-0.1, 0.5)}, "contrast_range"),
         ({"irregularity": 1.0}, "irregularity"),
