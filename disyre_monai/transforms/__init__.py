@@ -9,11 +9,13 @@ from .corruption import (
 )
 from .intensity import ScaleByPercentile, ScaleByPercentiled, ScaleByPercentileD, ScaleByPercentileDict
 from .intensity_bias import RandIntensityBias, RandIntensityBiasd, RandIntensityBiasD, RandIntensityBiasDict
+from .slices import EnsureBrainMaskd, EnsureBrainMaskD, EnsureBrainMaskDict, RandSlicesd, RandSlicesD, RandSlicesDict
 from .shapes import RandAnomalyShape, RandAnomalyShaped, RandAnomalyShapeD, RandAnomalyShapeDict
 from .texture import ForeignPatchCache, RandForeignPatch, RandForeignPatchd, RandForeignPatchD, RandForeignPatchDict
 
 __all__ = [
     "Corruption", "ForeignPatchCache",
+    "EnsureBrainMaskd", "EnsureBrainMaskD", "EnsureBrainMaskDict", "RandSlicesd", "RandSlicesD", "RandSlicesDict",
     "RandAnomalyShape", "RandAnomalyShaped", "RandAnomalyShapeD", "RandAnomalyShapeDict",
     "RandDisyreCorruption", "RandDisyreCorruptiond", "RandDisyreCorruptionD", "RandDisyreCorruptionDict",
     "RandForeignPatch", "RandForeignPatchd", "RandForeignPatchD", "RandForeignPatchDict",

@@ -1,0 +1,101 @@
+"""Volume-to-slice transforms of the training pipeline, and the brain mask every stage relies on."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import MapTransform, Randomizable
+from monai.utils import convert_to_tensor
+
+from disyre_monai.utils import check_int, check_number
+
+
+class EnsureBrainMaskd(MapTransform):
+    """Make sure ``mask_key`` holds a brain mask: keep a given one, else derive ``image > threshold``.
+
+    A given mask must have the image's spatial shape; it is binarised (``> 0``) to uint8.
+
+    Args:
+        image_key: the image, ``(C, *spatial)``.
+        mask_key: the brain mask key, ``(1, *spatial)`` on output.
+        threshold: intensity above which a voxel is brain when no mask is given (skull-stripped images: 0).
+    """
+
+    def __init__(self, image_key: str = "image", mask_key: str = "mask", threshold: float = 0.0) -> None:
+        super().__init__([image_key], allow_missing_keys=False)
+        self.image_key, self.mask_key = image_key, mask_key
+        self.threshold = check_number(type(self).__name__, "threshold", threshold)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        image = d[self.image_key]
+        if self.mask_key in d:
+            mask = d[self.mask_key]
+            if tuple(mask.shape[1:]) != tuple(image.shape[1:]):
+                raise ValueError(
+                    f"{type(self).__name__}: brain mask {_source(mask)} has spatial shape {tuple(mask.shape[1:])}, "
+                    f"image {_source(image)} has {tuple(image.shape[1:])}."
+                )
+            d[self.mask_key] = (mask > 0).any(0, keepdim=True).to(torch.uint8) if isinstance(mask, torch.Tensor) \
+                else (np.asarray(mask) > 0).any(0, keepdims=True).astype(np.uint8)
+        else:
+            d[self.mask_key] = (convert_to_tensor(image) > self.threshold).any(0, keepdim=True).to(torch.uint8)
+        return d
+
+
+def _source(x) -> str:
+    meta = getattr(x, "meta", {})
+    return str(meta.get("filename_or_obj", "<array>"))
+
+
+class RandSlicesd(Randomizable, MapTransform):
+    """Draw ``num_slices`` random 2D slices of 3D volumes between the first and last slice with brain.
+
+    All ``keys`` are sliced at the same positions (drawn once); the result is a list of ``num_slices``
+    dictionaries (MONAI's list-of-samples convention, flattened by ``list_data_collate``) whose ``keys``
+    hold ``(C, H, W)`` tensors; other entries are copied. Slices are drawn with replacement.
+
+    Args:
+        keys: volumes ``(C, H, W, D)`` to slice.
+        num_slices: slices per volume (released: 12).
+        mask_key: brain mask deciding which slices have brain (default: the first key's non-zero voxels).
+        axis: spatial axis to slice along (2 = last = axial in RAS).
+    """
+
+    def __init__(self, keys: KeysCollection, num_slices: int = 12, mask_key: str | None = "mask", axis: int = 2,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.num_slices = check_int(type(self).__name__, "num_slices", num_slices, 1, 100_000)
+        self.axis = check_int(type(self).__name__, "axis", axis, 0, 2)
+        self.mask_key = mask_key
+        self.positions: np.ndarray = np.zeros(0, int)
+
+    def randomize(self, brain_slices: np.ndarray) -> None:
+        lo, hi = brain_slices.min(), brain_slices.max()
+        self.positions = self.R.randint(lo, hi + 1, size=self.num_slices)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> list[dict[Hashable, NdarrayOrTensor]]:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        ref = convert_to_tensor(d[self.mask_key] if self.mask_key in d else d[keys[0]], track_meta=False)
+        if ref.ndim != 4:
+            raise ValueError(f"{type(self).__name__}: expects (C, H, W, D) volumes, got shape {tuple(ref.shape)}.")
+        brain_slices = torch.nonzero((ref > 0).any(0).movedim(self.axis, 0).flatten(1).any(1))
+        if len(brain_slices) == 0:
+            raise ValueError(f"{type(self).__name__}: volume {_source(d[keys[0]])} has no brain voxel to sample.")
+        self.randomize(brain_slices.flatten().numpy())
+        samples = []
+        for pos in self.positions:
+            sample = dict(d)
+            for key in keys:
+                vol = convert_to_tensor(d[key], track_meta=False)
+                sample[key] = vol.select(self.axis + 1, int(pos)).clone()
+            samples.append(sample)
+        return samples
+
+
+RandSlicesD = RandSlicesDict = RandSlicesd
+EnsureBrainMaskD = EnsureBrainMaskDict = EnsureBrainMaskd

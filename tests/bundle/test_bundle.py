@@ -1,0 +1,182 @@
+"""The MONAI Bundle end to end: properties, metadata, network I/O, train / resume / inference / evaluate / DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, verify_net_in_out
+
+from disyre_monai.data.demo import demo_datalist
+from disyre_monai.networks import DisyreUNet
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "bundle" / "configs"
+TRAIN, INFER = str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")
+EVALUATE, MULTI_GPU = str(CONFIGS / "evaluate.json"), str(CONFIGS / "multi_gpu_train.json")
+TINY_TRAIN = {
+    "device": "cpu", "progress": False, "num_workers": 0, "max_epochs": 2, "epoch_length": 3, "batch_size": 1,
+    "num_slices": 2, "val_interval": 1, "checkpoint_interval": 2, "validate#slicer#num_slices": 4,
+}
+TINY_INFER = {"device": "cpu", "progress": False, "num_steps": 1, "inference_method": "mean_single_step"}
+
+
+def _cli(overrides: dict) -> list[str]:
+    return [arg for k, v in overrides.items() for arg in (f"--{k}", str(v))]
+
+
+def _run_workflow(config_file, workflow_type, **overrides):
+    workflow = ConfigWorkflow(config_file=config_file, workflow_type=workflow_type, logging_file=False, **overrides)
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    torch.manual_seed(0)
+    torch.save(DisyreUNet(preset="small").state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def one_case(tmp_path_factory) -> str:
+    """A datalist with one demo patient and a copy of it stored upside down (z flipped, RAI orientation)."""
+    folder = tmp_path_factory.mktemp("cases")
+    case = demo_datalist()["test"][0]
+    flipped = {}
+    for key in ("image", "mask", "label"):
+        img = nib.load(case[key])
+        flip = np.diag([1.0, 1.0, -1.0, 1.0])
+        flip[2, 3] = img.shape[2] - 1
+        out = nib.Nifti1Image(np.asanyarray(img.dataobj)[:, :, ::-1], img.affine @ flip)
+        flipped[key] = str(folder / f"flipped_{Path(case[key]).name}")
+        nib.save(out, flipped[key])
+    path = folder / "datalist.json"
+    path.write_text(json.dumps({"test": [case, flipped]}))
+    return str(path)
+
+
+@pytest.mark.parametrize("config, kind", [(TRAIN, "train"), (INFER, "infer")])
+def test_required_properties(config, kind):
+    workflow = ConfigWorkflow(config_file=config, workflow_type=kind, logging_file=False)
+    workflow.initialize()
+    assert workflow.check_properties() == []
+
+
+def test_metadata_is_valid_against_schema_offline():
+    schema = json.loads((Path(__file__).parent / "meta_schema_20240725.json").read_text())
+    metadata = json.loads((CONFIGS / "metadata.json").read_text())
+    jsonschema.validate(metadata, schema)
+    assert metadata["version"] in metadata["changelog"]
+
+
+def test_network_input_output_with_timesteps():
+    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=INFER,
+                      device="cpu", n=4, extra_forward_args={"timesteps": torch.tensor([10])})
+
+
+def test_training_writes_checkpoints_and_final_model(tmp_path):
+    _run_workflow(TRAIN, "train", output_dir=str(tmp_path), **TINY_TRAIN)
+    models = tmp_path / "models"
+    names = sorted(p.name for p in models.iterdir())
+    assert names == ["checkpoint_00000004.pt", "checkpoint_00000006.pt", "model.pt", "model_best.pt"], names
+    state = torch.load(models / "model.pt", weights_only=True)
+    DisyreUNet(preset="small").load_state_dict(state)
+    checkpoint = torch.load(models / "checkpoint_00000006.pt", weights_only=True)
+    assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(checkpoint)
+    assert checkpoint["trainer"]["iteration"] == 6
+
+
+def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_case):
+    _run_workflow(INFER, "infer", output_dir=str(tmp_path), model_path=random_model, datalist=one_case,
+                  threshold=0.05, **TINY_INFER)
+    original, flipped = json.loads(Path(one_case).read_text())["test"]
+    maps = []
+    for case in (original, flipped):
+        stem = Path(case["image"]).name.replace(".nii.gz", "")
+        source = nib.load(case["image"])
+        amap = nib.load(tmp_path / f"{stem}_anomaly_map.nii.gz")
+        mask = nib.load(tmp_path / f"{stem}_anomaly_mask.nii.gz")
+        assert amap.shape == source.shape and np.allclose(amap.affine, source.affine, atol=1e-5)
+        assert amap.get_data_dtype() == np.float32 and mask.get_data_dtype() == np.uint8
+        data = amap.get_fdata()
+        brain = np.asanyarray(nib.load(case["mask"]).dataobj) > 0
+        assert data[~brain].max() == 0 and data[brain].max() > 0
+        assert np.array_equal(np.asanyarray(mask.dataobj) > 0, data >= 0.05)
+        assert (tmp_path / f"{stem}_overlay.png").stat().st_size > 10_000
+        maps.append(data)
+    assert np.allclose(maps[0], maps[1][:, :, ::-1], atol=1e-5), "maps must follow each input's own orientation"
+
+
+def test_evaluate_reports_model_and_zscore(tmp_path, random_model, one_case):
+    _run_workflow([INFER, EVALUATE], "infer", output_dir=str(tmp_path), model_path=random_model,
+                  datalist=one_case, **TINY_INFER)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["protocol"] == "pooled_brain_voxels" and metrics["num_cases"] == 2
+    for method in ("disyre", "zscore"):
+        assert 0 < metrics["methods"][method]["average_precision"] <= 1
+        assert 0 < metrics["methods"][method]["best_dice"] <= 1
+    rows = (tmp_path / "per_case.csv").read_text().splitlines()
+    assert rows[0].startswith("case,method") and len(rows) == 1 + 2 * 2
+    assert (tmp_path / "pr_curve.png").stat().st_size > 5_000
+
+
+def _bundle_cmd(*configs, run_id="training"):
+    files = configs[0] if len(configs) == 1 else "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    return ["-m", "monai.bundle", "run", run_id, "--config_file", files]
+
+
+def test_sigkill_mid_training_then_resume_finishes(tmp_path):
+    overrides = {**TINY_TRAIN, "max_epochs": 4, "epoch_length": 4, "val_interval": 4, "output_dir": tmp_path}
+    cmd = [sys.executable, *_bundle_cmd(TRAIN), *_cli(overrides)]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    models, deadline = tmp_path / "models", time.time() + 240
+    try:
+        while not (models / "checkpoint_00000004.pt").exists():
+            assert first.poll() is None, "training ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert not (models / "model.pt").exists(), "the first run must have been killed mid-training"
+    resumed = subprocess.run(cmd + ["--resume", "True"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resume: continuing from" in resumed.stdout + resumed.stderr
+    final = torch.load(models / "checkpoint_00000016.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 16 and (models / "model.pt").exists()
+
+
+def test_multi_gpu_config_runs_two_cpu_processes_with_gloo(tmp_path):
+    overrides = {**TINY_TRAIN, "output_dir": tmp_path, "max_epochs": 1, "epoch_length": 2}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           *_bundle_cmd(TRAIN, MULTI_GPU), *_cli(overrides)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "models" / "model.pt").exists()
+    DisyreUNet(preset="small").load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True))
+
+
+@pytest.mark.parametrize("config, kind", [(TRAIN, "train"), (INFER, "infer")])
+def test_paper_patch_selects_the_released_configuration(config, kind):
+    workflow = ConfigWorkflow(config_file=[config, str(CONFIGS / "paper.json")], workflow_type=kind,
+                              logging_file=False, device="cpu")
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    net = workflow.parser.get_parsed_content("network_def")
+    assert sum(p.numel() for p in net.parameters()) / 1e6 == pytest.approx(26.3, abs=0.01)
+    assert workflow.parser.get_parsed_content("roi_size") == 128
