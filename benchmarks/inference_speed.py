@@ -79,7 +79,8 @@ def main() -> None:
     for (device_name, preset, method, window), rate in rates.items():
         if window == "whole-slice":
             sliding = rates[(device_name, preset, method, "sliding-128/75%")]
-            print(f"  {device_name} {preset} {method}: whole-slice is {rate / sliding:.1f}x faster than sliding windows")
+            print(f"  {device_name} {preset} {method}: whole-slice is {rate / sliding:.1f}x faster than sliding "
+                  "windows")
     for device_name in devices:
         if "cuda" in devices and device_name == "cpu":
             for key, rate in rates.items():

@@ -59,5 +59,7 @@ def load_datalist(dataset_dir: str | None = None, datalist: str | None = None, s
                     missing.append(f"{path} ({key})")
         resolved.append(entry)
     if missing:
-        raise FileNotFoundError(f"load_datalist: {len(missing)} file(s) of {listing} [{split}] missing: " + "; ".join(missing))
+        raise FileNotFoundError(
+            f"load_datalist: {len(missing)} file(s) of {listing} [{split}] missing: " + "; ".join(missing)
+        )
     return resolved

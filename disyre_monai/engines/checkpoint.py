@@ -29,10 +29,10 @@ class AtomicCheckpointSaver:
     """Save resumable checkpoints every ``save_interval`` iterations, and the final model, atomically.
 
     Periodic files are ``checkpoint_<iteration>.pt`` holding ``{name: obj.state_dict()}`` for every entry of
-    ``save_dict`` plus the engine's own state under ``"trainer"`` (the newest ``n_saved`` are kept); at the end, ``final_filename`` holds the state dict of
-    ``save_dict[final_key]`` alone (the model file the inference config loads). With ``key_metric_filename``
-    the handler instead follows an evaluator: whenever its key metric improves, it saves
-    ``save_dict[final_key]`` there.
+    ``save_dict`` plus the engine's own state under ``"trainer"`` (the newest ``n_saved`` are kept). At the
+    end, ``final_filename`` holds the state dict of ``save_dict[final_key]`` alone (the model file the
+    inference config loads). With ``key_metric_filename`` the handler instead follows an evaluator: whenever
+    its key metric improves, it saves ``save_dict[final_key]`` there.
 
     Args:
         save_dir: output folder.

@@ -13,7 +13,9 @@ def _cumulative_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
     """True/false positive counts at each distinct score (descending), and those thresholds."""
     scores, labels = np.asarray(scores, np.float64).ravel(), np.asarray(labels).ravel().astype(bool)
     if scores.shape != labels.shape or scores.size == 0:
-        raise ValueError(f"metrics: scores and labels must be non-empty and equal in size, got {scores.size}, {labels.size}.")
+        raise ValueError(
+            f"metrics: scores and labels must be non-empty and equal in size, got {scores.size}, {labels.size}."
+        )
     if not np.isfinite(scores).all():
         raise ValueError("metrics: scores contain NaN or Inf.")
     order = np.argsort(-scores, kind="mergesort")

@@ -3,15 +3,15 @@
 from .corruption import (
     Corruption,
     RandDisyreCorruption,
-    RandDisyreCorruptiond,
     RandDisyreCorruptionD,
+    RandDisyreCorruptiond,
     RandDisyreCorruptionDict,
 )
-from .intensity import ScaleByPercentile, ScaleByPercentiled, ScaleByPercentileD, ScaleByPercentileDict
-from .intensity_bias import RandIntensityBias, RandIntensityBiasd, RandIntensityBiasD, RandIntensityBiasDict
-from .slices import EnsureBrainMaskd, EnsureBrainMaskD, EnsureBrainMaskDict, RandSlicesd, RandSlicesD, RandSlicesDict
-from .shapes import RandAnomalyShape, RandAnomalyShaped, RandAnomalyShapeD, RandAnomalyShapeDict
-from .texture import ForeignPatchCache, RandForeignPatch, RandForeignPatchd, RandForeignPatchD, RandForeignPatchDict
+from .intensity import ScaleByPercentile, ScaleByPercentileD, ScaleByPercentiled, ScaleByPercentileDict
+from .intensity_bias import RandIntensityBias, RandIntensityBiasD, RandIntensityBiasd, RandIntensityBiasDict
+from .shapes import RandAnomalyShape, RandAnomalyShapeD, RandAnomalyShaped, RandAnomalyShapeDict
+from .slices import EnsureBrainMaskD, EnsureBrainMaskd, EnsureBrainMaskDict, RandSlicesD, RandSlicesd, RandSlicesDict
+from .texture import ForeignPatchCache, RandForeignPatch, RandForeignPatchD, RandForeignPatchd, RandForeignPatchDict
 
 __all__ = [
     "Corruption", "ForeignPatchCache",

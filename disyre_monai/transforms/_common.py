@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
-from monai.config import NdarrayOrTensor
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import MapTransform, Randomizable, RandomizableTransform
 from monai.utils import convert_data_type, convert_to_dst_type
 
 
@@ -49,3 +50,21 @@ def unstack_keys(
         n = data[key].shape[0]
         data[out_key] = convert_to_dst_type(stacked[start : start + n], data[key])[0]
         start += n
+
+
+class RandDictTwin(RandomizableTransform, MapTransform):
+    """Base of the random dictionary twins: wraps the array transform and shares its random stream.
+
+    ``set_random_state`` on the twin seeds the wrapped transform too, so ``Compose.set_random_state``
+    reaches every draw.
+    """
+
+    def __init__(self, keys: KeysCollection, transform: Randomizable, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, 1.0)
+        self.transform = transform
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        super().set_random_state(seed, state)
+        self.transform.set_random_state(state=self.R)
+        return self

@@ -7,11 +7,11 @@ from typing import NamedTuple
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, look_up_option
 
 from disyre_monai.schedulers import DisyreScheduler
-from disyre_monai.transforms._common import foreground, stack_keys, to_numpy, unstack_keys
+from disyre_monai.transforms._common import RandDictTwin, foreground, stack_keys, to_numpy, unstack_keys
 from disyre_monai.transforms.intensity_bias import RandIntensityBias
 from disyre_monai.transforms.shapes import SHAPE_KINDS, RandAnomalyShape
 from disyre_monai.transforms.texture import RandForeignPatch
@@ -111,7 +111,7 @@ class RandDisyreCorruption(RandomizableTransform):
         return convert_to_dst_type(self.corrupt(img, mask).image, img)[0]
 
 
-class RandDisyreCorruptiond(RandomizableTransform, MapTransform):
+class RandDisyreCorruptiond(RandDictTwin):
     """Dictionary twin of :class:`RandDisyreCorruption`: ONE draw for all ``keys``, every output keyed.
 
     Each key's image is corrupted in place and its clean copy written to ``clean_keys`` (default
@@ -139,9 +139,8 @@ class RandDisyreCorruptiond(RandomizableTransform, MapTransform):
         allow_missing_keys: bool = False,
         **kwargs,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, 1.0)
         self.corrupter = RandDisyreCorruption(**kwargs)
+        super().__init__(keys, self.corrupter, allow_missing_keys)
         self.clean_keys = list(clean_keys) if clean_keys is not None else [f"{k}_clean" for k in self.keys]
         if len(self.clean_keys) != len(self.keys):
             raise ValueError(
@@ -151,18 +150,14 @@ class RandDisyreCorruptiond(RandomizableTransform, MapTransform):
         self.anomaly_mask_key, self.severity_key, self.timestep_key = anomaly_mask_key, severity_key, timestep_key
         self.mask_key = mask_key
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.corrupter.set_random_state(state=self.R)
-        return self
-
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         keys = list(self.key_iterator(d))
         clean_keys = [c for k, c in zip(self.keys, self.clean_keys) if k in keys]
         for key, clean_key in zip(keys, clean_keys):
             d[clean_key] = convert_to_dst_type(to_numpy(d[key], type(self).__name__, str(key)), d[key])[0]
-        out = self.corrupter.corrupt(stack_keys(d, keys, type(self).__name__), d[self.mask_key] if self.mask_key else None)
+        brain_mask = d[self.mask_key] if self.mask_key else None
+        out = self.corrupter.corrupt(stack_keys(d, keys, type(self).__name__), brain_mask)
         unstack_keys(out.image, d, keys)
         d[self.anomaly_mask_key] = convert_to_dst_type(out.anomaly_mask, d[keys[0]])[0]
         d[self.severity_key] = np.float32(out.severity)

@@ -163,7 +163,9 @@ def intensity_bias(
     return np.clip(image + alpha * region, 0.0, 1.0).astype(image.dtype)
 
 
-def class_counts(image: np.ndarray, shape_mask: np.ndarray, codebook: Sequence[float] = INTENSITY_CODEBOOK) -> np.ndarray:
+def class_counts(
+    image: np.ndarray, shape_mask: np.ndarray, codebook: Sequence[float] = INTENSITY_CODEBOOK
+) -> np.ndarray:
     """Number of voxels of each codebook class inside ``shape_mask > 0`` (all channels). Shape: ``(K,)``."""
     labels = quantise(image, codebook)[:, shape_mask > 0]
     return np.bincount(labels.ravel(), minlength=len(codebook))

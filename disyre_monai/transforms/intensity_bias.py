@@ -6,11 +6,11 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from disyre_monai.transforms import functional as F
-from disyre_monai.transforms._common import stack_keys, to_numpy, unstack_keys
+from disyre_monai.transforms._common import RandDictTwin, stack_keys, to_numpy, unstack_keys
 from disyre_monai.utils import check_number, check_range
 
 
@@ -75,7 +75,7 @@ class RandIntensityBias(RandomizableTransform):
         return convert_to_dst_type(self.corrupt(arr, shape_mask, randomize=randomize), img)[0]
 
 
-class RandIntensityBiasd(RandomizableTransform, MapTransform):
+class RandIntensityBiasd(RandDictTwin):
     """Dictionary twin of :class:`RandIntensityBias`: one draw (severity, sign, classes) for all ``keys``.
 
     Args:
@@ -91,15 +91,9 @@ class RandIntensityBiasd(RandomizableTransform, MapTransform):
         self, keys: KeysCollection, shape_key: str = "anomaly_shape", severity_key: str | None = "bias_severity",
         allow_missing_keys: bool = False, **kwargs,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, 1.0)
         self.bias = RandIntensityBias(**kwargs)
+        super().__init__(keys, self.bias, allow_missing_keys)
         self.shape_key, self.severity_key = shape_key, severity_key
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.bias.set_random_state(state=self.R)
-        return self
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, ensure_tuple, look_up_option
 
 from disyre_monai.transforms import functional as F
-from disyre_monai.transforms._common import foreground, to_numpy
+from disyre_monai.transforms._common import RandDictTwin, foreground, to_numpy
 from disyre_monai.utils import check_int, check_number, check_range
 
 SHAPE_KINDS = ("box", "ellipsoid", "blob")
@@ -127,7 +127,7 @@ class RandAnomalyShape(RandomizableTransform):
         return convert_to_dst_type(self.render(fg, self.draw)[None], img)[0]
 
 
-class RandAnomalyShaped(RandomizableTransform, MapTransform):
+class RandAnomalyShaped(RandDictTwin):
     """Dictionary twin of :class:`RandAnomalyShape`: one shape from the first key, written to ``shape_key``.
 
     Args:
@@ -143,15 +143,9 @@ class RandAnomalyShaped(RandomizableTransform, MapTransform):
         self, keys: KeysCollection, shape_key: str = "anomaly_shape", mask_key: str | None = None,
         allow_missing_keys: bool = False, **kwargs,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, 1.0)
         self.shaper = RandAnomalyShape(**kwargs)
+        super().__init__(keys, self.shaper, allow_missing_keys)
         self.shape_key, self.mask_key = shape_key, mask_key
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.shaper.set_random_state(state=self.R)
-        return self
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

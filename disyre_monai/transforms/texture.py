@@ -6,11 +6,11 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from disyre_monai.transforms import functional as F
-from disyre_monai.transforms._common import foreground, stack_keys, to_numpy, unstack_keys
+from disyre_monai.transforms._common import RandDictTwin, foreground, stack_keys, to_numpy, unstack_keys
 from disyre_monai.utils import check_int, check_number, check_range
 
 
@@ -120,7 +120,7 @@ class RandForeignPatch(RandomizableTransform):
         return convert_to_dst_type(self.corrupt(arr, shape_mask, mask, randomize), img)[0]
 
 
-class RandForeignPatchd(RandomizableTransform, MapTransform):
+class RandForeignPatchd(RandDictTwin):
     """Dictionary twin of :class:`RandForeignPatch`: one draw (severity, foreign crop) for all ``keys``.
 
     Args:
@@ -137,15 +137,9 @@ class RandForeignPatchd(RandomizableTransform, MapTransform):
         self, keys: KeysCollection, shape_key: str = "anomaly_shape", mask_key: str | None = None,
         severity_key: str | None = "texture_severity", allow_missing_keys: bool = False, **kwargs,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, 1.0)
         self.fpi = RandForeignPatch(**kwargs)
+        super().__init__(keys, self.fpi, allow_missing_keys)
         self.shape_key, self.mask_key, self.severity_key = shape_key, mask_key, severity_key
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.fpi.set_random_state(state=self.R)
-        return self
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

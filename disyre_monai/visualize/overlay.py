@@ -51,7 +51,7 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.7 * rows), squeeze=False)
     for ax, z in zip(axes.flat, picks):
         ax.imshow(np.rot90(image[:, :, z]), cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6))
-        shown = np.ma.masked_less_equal(np.rot90(amap[:, :, z]), 0.05 * vmax)
+        shown = np.ma.masked_less_equal(np.rot90(amap[:, :, z]), 0.25 * vmax)  # only the salient part
         ax.imshow(shown, cmap="inferno", vmin=0, vmax=vmax, alpha=0.65)
         if label is not None and label[:, :, z].any():
             ax.contour(np.rot90(label[:, :, z] > 0), levels=[0.5], colors="lime", linewidths=0.8)

@@ -99,6 +99,13 @@ def test_training_writes_checkpoints_and_final_model(tmp_path):
     assert checkpoint["trainer"]["iteration"] == 6
 
 
+def test_training_validates_anomaly_ap_when_lesion_cases_are_given(tmp_path, one_case):
+    _run_workflow(TRAIN, "train", output_dir=str(tmp_path), lesion_datalist=one_case,
+                  **{**TINY_TRAIN, "max_epochs": 1})
+    metrics = json.loads((tmp_path / "lesion_validation" / "metrics.json").read_text())
+    assert metrics["num_cases"] == 2 and 0 < metrics["methods"]["disyre"]["average_precision"] <= 1
+
+
 def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_case):
     _run_workflow(INFER, "infer", output_dir=str(tmp_path), model_path=random_model, datalist=one_case,
                   threshold=0.05, **TINY_INFER)

@@ -27,7 +27,8 @@ def test_periodic_final_and_resume(tmp_path):
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     engine = _engine(model, optimizer)
-    AtomicCheckpointSaver(str(tmp_path), {"model": model, "optimizer": optimizer}, save_interval=5, n_saved=2).attach(engine)
+    saver = AtomicCheckpointSaver(str(tmp_path), {"model": model, "optimizer": optimizer}, save_interval=5, n_saved=2)
+    saver.attach(engine)
     engine.run(range(4), max_epochs=3)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["checkpoint_00000005.pt", "checkpoint_00000010.pt", "model.pt"]
