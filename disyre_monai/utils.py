@@ -1,10 +1,12 @@
-"""Argument checks shared by every component: one wording for every bad-argument error."""
+"""Small helpers shared by every component: argument checks (one wording for every bad-argument error),
+numpy views and source names of arrays."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 
 def check_number(owner: str, name: str, value: float, low: float | None = None, high: float | None = None) -> float:
@@ -52,3 +54,13 @@ def check_range(
 
 def _range_text(low: float | None, high: float | None) -> str:
     return f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+
+
+def as_numpy(x) -> np.ndarray:
+    """A numpy view of a tensor (detached, on the CPU) or array-like."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def source_name(x, default: str = "<array>") -> str:
+    """The file a ``MetaTensor`` was loaded from (``meta["filename_or_obj"]``), else ``default``."""
+    return str(getattr(x, "meta", {}).get("filename_or_obj", default))

@@ -5,10 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from disyre_monai.data.demo import demo_datalist
-
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 PATH_KEYS = ("image", "mask", "label")
+
+
+def resolve_paths(entries: list[dict], root: Path) -> tuple[list[dict], list[str]]:
+    """Copies of ``entries`` with their file paths (``PATH_KEYS``) made absolute against ``root``.
+
+    Returns:
+        the resolved entries, and ``"<path> (<key>)"`` for every file that does not exist.
+    """
+    resolved, missing = [], []
+    for entry in entries:
+        entry = dict(entry)
+        for key in PATH_KEYS:
+            if key in entry:
+                path = (root / entry[key]).resolve()
+                entry[key] = str(path)
+                if not path.is_file():
+                    missing.append(f"{path} ({key})")
+        resolved.append(entry)
+    return resolved, missing
 
 
 def load_datalist(dataset_dir: str | None = None, datalist: str | None = None, split: str = "test") -> list[dict]:
@@ -27,6 +44,8 @@ def load_datalist(dataset_dir: str | None = None, datalist: str | None = None, s
         ValueError: when the split is absent or empty, or the folder holds no image.
     """
     if dataset_dir is None and datalist is None:
+        from disyre_monai.data.demo import demo_datalist
+
         entries = demo_datalist().get(split)
         if not entries:
             raise ValueError(f"load_datalist: the demo data has no {split!r} split.")
@@ -47,17 +66,7 @@ def load_datalist(dataset_dir: str | None = None, datalist: str | None = None, s
     entries = content.get(split) if isinstance(content, dict) else None
     if not entries:
         raise ValueError(f"load_datalist: {listing} has no non-empty {split!r} list (keys: {list(content)}).")
-    root = Path(dataset_dir) if dataset_dir is not None else listing.parent
-    resolved, missing = [], []
-    for entry in entries:
-        entry = dict(entry)
-        for key in PATH_KEYS:
-            if key in entry:
-                path = (root / entry[key]).resolve()
-                entry[key] = str(path)
-                if not path.is_file():
-                    missing.append(f"{path} ({key})")
-        resolved.append(entry)
+    resolved, missing = resolve_paths(entries, Path(dataset_dir) if dataset_dir is not None else listing.parent)
     if missing:
         raise FileNotFoundError(
             f"load_datalist: {len(missing)} file(s) of {listing} [{split}] missing: " + "; ".join(missing)

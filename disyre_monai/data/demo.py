@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["demo_root", "demo_datalist"]
+from disyre_monai.data.datalist import resolve_paths
 
-_PATH_KEYS = ("image", "mask", "label")
+__all__ = ["demo_root", "demo_datalist"]
 
 
 def demo_root() -> Path:
@@ -50,17 +50,10 @@ def demo_datalist() -> dict[str, list[dict[str, str]]]:
         datalist = json.load(f)
     out = {}
     for split, entries in datalist.items():
-        out[split] = []
-        for entry in entries:
-            entry = dict(entry)
-            for key in _PATH_KEYS:
-                if key in entry:
-                    path = root / entry[key]
-                    if not path.is_file():
-                        raise FileNotFoundError(
-                            f"demo data incomplete: {path} (split {split!r}, key {key!r}) is missing; "
-                            "rebuild it with `python scripts/build_demo_data.py`."
-                        )
-                    entry[key] = str(path)
-            out[split].append(entry)
+        out[split], missing = resolve_paths(entries, root)
+        if missing:
+            raise FileNotFoundError(
+                f"demo data incomplete, split {split!r} misses: {'; '.join(missing)}; "
+                "rebuild it with `python scripts/build_demo_data.py`."
+            )
     return out

@@ -76,7 +76,7 @@ class AtomicCheckpointSaver:
         return getattr(model, "module", model).state_dict()  # unwrap DistributedDataParallel
 
     def _save_periodic(self, engine: Engine) -> None:
-        state = {k: v.state_dict() for k, v in self.save_dict.items()}
+        state = {k: v.state_dict() for k, v in self.save_dict.items() if k != self.final_key}
         state[self.final_key] = self._model_state()
         state["trainer"] = engine.state_dict()
         path = self.save_dir / f"checkpoint_{engine.state.iteration:08d}.pt"

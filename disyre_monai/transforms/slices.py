@@ -10,7 +10,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Randomizable
 from monai.utils import convert_to_tensor
 
-from disyre_monai.utils import check_int, check_number
+from disyre_monai.utils import check_int, check_number, source_name
 
 
 class EnsureBrainMaskd(MapTransform):
@@ -36,19 +36,14 @@ class EnsureBrainMaskd(MapTransform):
             mask = d[self.mask_key]
             if tuple(mask.shape[1:]) != tuple(image.shape[1:]):
                 raise ValueError(
-                    f"{type(self).__name__}: brain mask {_source(mask)} has spatial shape {tuple(mask.shape[1:])}, "
-                    f"image {_source(image)} has {tuple(image.shape[1:])}."
+                    f"{type(self).__name__}: brain mask {source_name(mask)} has spatial shape {tuple(mask.shape[1:])}, "
+                    f"image {source_name(image)} has {tuple(image.shape[1:])}."
                 )
             d[self.mask_key] = (mask > 0).any(0, keepdim=True).to(torch.uint8) if isinstance(mask, torch.Tensor) \
                 else (np.asarray(mask) > 0).any(0, keepdims=True).astype(np.uint8)
         else:
             d[self.mask_key] = (convert_to_tensor(image) > self.threshold).any(0, keepdim=True).to(torch.uint8)
         return d
-
-
-def _source(x) -> str:
-    meta = getattr(x, "meta", {})
-    return str(meta.get("filename_or_obj", "<array>"))
 
 
 class RandSlicesd(Randomizable, MapTransform):
@@ -85,7 +80,7 @@ class RandSlicesd(Randomizable, MapTransform):
             raise ValueError(f"{type(self).__name__}: expects (C, H, W, D) volumes, got shape {tuple(ref.shape)}.")
         brain_slices = torch.nonzero((ref > 0).any(0).movedim(self.axis, 0).flatten(1).any(1))
         if len(brain_slices) == 0:
-            raise ValueError(f"{type(self).__name__}: volume {_source(d[keys[0]])} has no brain voxel to sample.")
+            raise ValueError(f"{type(self).__name__}: volume {source_name(d[keys[0]])} has no brain voxel to sample.")
         self.randomize(brain_slices.flatten().numpy())
         samples = []
         for pos in self.positions:

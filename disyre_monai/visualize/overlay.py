@@ -6,16 +6,11 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from disyre_monai.io import atomic_savefig
-from disyre_monai.utils import check_int
-
-
-def _array(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+from disyre_monai.utils import as_numpy, check_int, source_name
 
 
 def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: float | None = None, title: str = ""):
@@ -36,8 +31,8 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    image, amap = np.squeeze(_array(image)), np.squeeze(_array(anomaly_map))
-    label = None if label is None else np.squeeze(_array(label))
+    image, amap = np.squeeze(as_numpy(image)), np.squeeze(as_numpy(anomaly_map))
+    label = None if label is None else np.squeeze(as_numpy(label))
     brain_slices = np.flatnonzero(image.reshape(-1, image.shape[-1]).any(0))
     if brain_slices.size == 0:
         brain_slices = np.arange(image.shape[-1])
@@ -86,8 +81,7 @@ class SaveOverlayMontaged(MapTransform):
 
         d = dict(data)
         image_key, map_key = self.keys
-        source = str(getattr(d[image_key], "meta", {}).get("filename_or_obj", "case"))
-        case = Path(source).name.split(".")[0]
+        case = Path(source_name(d[image_key], "case")).name.split(".")[0]
         label = d.get(self.label_key) if self.label_key else None
         fig = overlay_montage(d[image_key], d[map_key], label, self.num_slices, title=f"DISYRE anomaly map: {case}")
         atomic_savefig(fig, self.output_dir / f"{case}_overlay.png", dpi=90)
