@@ -1,154 +1,177 @@
-"""The evaluation report: pooled voxel metrics for DISYRE and baselines, per-case CSV, PR plot (all atomic)."""
+"""Evaluator handlers: the evaluation report (JSON, CSV, figures; all atomic) and threshold calibration."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 from monai.inferers import Inferer
 
 from disyre_monai.inferers.baselines import ZScoreInferer
-from disyre_monai.io import atomic_savefig, atomic_write, atomic_write_json
-from disyre_monai.metrics.voxel import average_precision, best_dice, dice_at, precision_recall, roc_auc
-from disyre_monai.utils import as_numpy, source_name
-
-PROTOCOL = "pooled_brain_voxels"
-PROTOCOL_TEXT = (
-    "pooled over every brain-mask voxel of every test volume (no subsampling); one global threshold; "
-    "AP = step-wise average precision, best Dice = maximum over all thresholds of the pooled PR curve"
-)
+from disyre_monai.io import atomic_write, atomic_write_json
+from disyre_monai.metrics.collect import CaseCollector
+from disyre_monai.metrics.evaluation import AnomalyEvaluation
+from disyre_monai.metrics.protocols import Protocol
 
 
-class AnomalyReport:
-    """Collect anomaly maps, lesion labels and brain masks from an evaluator; report metrics at the end.
+def _finite_or_none(value):
+    """JSON has no NaN: undefined numbers are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
 
-    The model's map (``pred_key``) is scored next to each baseline (computed from ``image_key`` by an
-    inferer such as :class:`~disyre_monai.inferers.ZScoreInferer`), under protocol ``pooled_brain_voxels``.
-    Writes ``metrics.json``, ``per_case.csv`` and ``pr_curve.png`` into ``output_dir`` and prints a summary.
+
+def summary_lines(summary: dict) -> list[str]:
+    """Human-readable lines of a report summary: headline metrics per method, labelled with the protocol."""
+    lines = [f"anomaly detection, protocol {summary['protocol']} ({summary['num_cases']} cases, "
+             f"{summary['num_lesion_cases']} with lesions):"]
+    for method, values in summary["headline"].items():
+        shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} n/a" for k, v in values.items())
+        lines.append(f"  {method:10s} {shown}")
+    return lines
+
+
+def write_report(result: dict, evaluation: AnomalyEvaluation, output_dir: str | Path) -> None:
+    """Write ``metrics.json``, ``per_case.csv`` and the figures of an evaluation result into ``output_dir``."""
+    from disyre_monai.visualize.report_figures import plot_case_snapshots, plot_curves, plot_lesion_sizes
+
+    output_dir = Path(output_dir)
+    summary = _finite_or_none(result["summary"])
+    atomic_write_json(output_dir / "metrics.json", summary)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(result["cases"][0]))
+    writer.writeheader()
+    writer.writerows(result["cases"])
+    atomic_write(output_dir / "per_case.csv", lambda f: f.write(buffer.getvalue()), binary=False)
+    protocol = summary["protocol"]
+    plot_curves(evaluation.curves(), protocol, output_dir / "pr_curve.png", output_dir / "roc_curve.png")
+    breakdown = {m: v["lesion_size"] for m, v in summary["methods"].items() if v["lesion_size"]}
+    if breakdown:
+        plot_lesion_sizes(breakdown, protocol, output_dir / "lesion_size.png")
+    best, worst = evaluation.best_and_worst()
+    if best:
+        plot_case_snapshots(best, f"best cases by {evaluation.methods[0]} AP ({protocol})",
+                            output_dir / "best_cases.png")
+        plot_case_snapshots(worst, f"worst cases by {evaluation.methods[0]} AP ({protocol})",
+                            output_dir / "worst_cases.png")
+
+
+class AnomalyReport(CaseCollector):
+    """Evaluator handler: scores the model's maps next to baselines under a protocol and writes a report.
+
+    Writes into ``output_dir``: ``metrics.json`` (every number, labelled with the protocol), ``per_case.csv``
+    (one row per case and method), ``pr_curve.png``, ``roc_curve.png``, ``lesion_size.png``,
+    ``best_cases.png``, ``worst_cases.png``; prints the headline metrics; puts the pooled metrics into
+    ``engine.state.metrics`` as ``<metric>_<method>``.
 
     Args:
         output_dir: folder of the report files.
-        baselines: name -> inferer called as ``inferer(image[None], None, mask=mask[None])``
-            (default ``{"zscore": ZScoreInferer()}``; ``{}`` for none).
-        model_name: name of the model's map in the report.
-        pred_key, label_key, mask_key, image_key: keys of the decollated evaluator output.
+        protocol: evaluation protocol (see :func:`~disyre_monai.metrics.look_up_protocol`).
+        baselines: name -> inferer (default ``{"zscore": ZScoreInferer()}``; ``{}`` for none).
+        threshold: the model's binarisation threshold, or a :class:`ThresholdCalibration` whose thresholds
+            (model and baselines) are read when the evaluation starts, or None (no thresholded Dice).
+        seed: seed of the protocol's voxel subsampling.
+        model_name, pred_key, label_key, mask_key, image_key, healthy_key: see :class:`CaseCollector`.
     """
 
-    def __init__(
-        self,
-        output_dir: str,
-        baselines: Mapping[str, Inferer] | None = None,
-        model_name: str = "disyre",
-        pred_key: str = "pred",
-        label_key: str = "label",
-        mask_key: str = "mask",
-        image_key: str = "image",
-    ) -> None:
+    def __init__(self, output_dir: str, protocol: str | Protocol = "exact",
+                 baselines: Mapping[str, Inferer] | None = None, threshold=None, seed: int = 0,
+                 model_name: str = "disyre", **keys) -> None:
         self.output_dir = Path(output_dir)
-        self.baselines = dict({"zscore": ZScoreInferer()} if baselines is None else baselines)
-        self.model_name = model_name
-        self.keys = (pred_key, label_key, mask_key, image_key)
-        self.methods = [model_name, *self.baselines]
-        self.reset()
+        self.threshold, self.seed = threshold, int(seed)
+        super().__init__(protocol, {"zscore": ZScoreInferer()} if baselines is None else baselines, model_name,
+                         **keys)
 
-    def reset(self) -> None:
-        self.cases: list[str] = []
-        self.labels: list[np.ndarray] = []
-        self.scores: dict[str, list[np.ndarray]] = {m: [] for m in self.methods}
+    def _thresholds(self) -> tuple[dict[str, float], str]:
+        if isinstance(self.threshold, ThresholdCalibration):
+            if self.threshold.thresholds is None:
+                raise RuntimeError("AnomalyReport: the threshold calibration has not run yet (run its evaluator "
+                                   "before this one).")
+            return dict(self.threshold.thresholds), self.threshold.source
+        if self.threshold is None:
+            return {}, ""
+        return {self.model_name: float(self.threshold)}, "given"
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, lambda _: self.reset())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.COMPLETED, self._report)
+    def _new_evaluation(self) -> AnomalyEvaluation:
+        thresholds, source = self._thresholds() if hasattr(self, "threshold") else ({}, "")
+        return AnomalyEvaluation(self.protocol, self.methods, thresholds, source, seed=getattr(self, "seed", 0))
 
-    def add_case(self, name: str, pred, label, mask, image) -> None:
-        """Add one case: ``pred``, ``label``, ``mask`` ``(1, *spatial)``; ``image`` ``(C, *spatial)``."""
-        pred, label, mask = as_numpy(pred), as_numpy(label), as_numpy(mask)
-        brain = mask[0] > 0
-        if label.shape[1:] != brain.shape or pred.shape[1:] != brain.shape:
-            raise ValueError(f"AnomalyReport: case {name}: map, label and mask shapes differ.")
-        self.cases.append(name)
-        self.labels.append(label[0][brain] > 0)
-        self.scores[self.model_name].append(pred[0][brain].astype(np.float32))
-        image_t, mask_t = torch.as_tensor(as_numpy(image))[None], torch.as_tensor(mask)[None]
-        for method, inferer in self.baselines.items():
-            self.scores[method].append(as_numpy(inferer(image_t, None, mask=mask_t))[0, 0][brain].astype(np.float32))
-
-    def _collect(self, engine: Engine) -> None:
-        """Maps from the engine's output, label/mask/image from its batch (the output holds no mask)."""
-        pred_key, label_key, mask_key, image_key = self.keys
-        for out, item in zip(engine.state.output, engine.state.batch):  # both decollated by MONAI
-            name = Path(source_name(item[image_key], f"case_{len(self.cases)}")).name
-            if label_key not in item:
-                raise KeyError(f"AnomalyReport: case {name} has no {label_key!r} (lesion mask) to evaluate against.")
-            self.add_case(name, out[pred_key], item[label_key], item[mask_key], item[image_key])
-
-    def _pooled(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """All cases' labels, and each method's scores, concatenated."""
-        return np.concatenate(self.labels), {m: np.concatenate(self.scores[m]) for m in self.methods}
-
-    def compute(self, pooled: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> dict:
-        """Pooled metrics per method and per-case rows (Dice at each method's pooled best threshold)."""
-        labels, pooled_scores = pooled or self._pooled()
-        summary: dict = {"protocol": PROTOCOL, "protocol_description": PROTOCOL_TEXT, "num_cases": len(self.cases),
-                         "num_voxels": int(labels.size), "num_lesion_voxels": int(labels.sum()), "methods": {}}
-        rows = []
-        for method, scores in pooled_scores.items():
-            dice, threshold = best_dice(scores, labels)
-            summary["methods"][method] = {
-                "average_precision": average_precision(scores, labels), "auroc": roc_auc(scores, labels),
-                "best_dice": dice, "best_dice_threshold": threshold,
-            }
-            for case, s, y in zip(self.cases, self.scores[method], self.labels):
-                rows.append({
-                    "case": case, "method": method, "lesion_voxels": int(y.sum()),
-                    "average_precision": average_precision(s, y) if y.any() else float("nan"),
-                    "dice_at_pooled_threshold": dice_at(s, y, threshold), "max_score": float(s.max()),
-                    "mean_score": float(s.mean()),
-                })
-        return {"summary": summary, "cases": rows}
-
-    def _report(self, engine: Engine | None = None) -> dict:
-        if not self.cases:
-            raise RuntimeError("AnomalyReport: no case was evaluated.")
-        pooled = self._pooled()
-        result = self.compute(pooled)
-        atomic_write_json(self.output_dir / "metrics.json", result["summary"])
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(result["cases"][0]))
-        writer.writeheader()
-        writer.writerows(result["cases"])
-        atomic_write(self.output_dir / "per_case.csv", lambda f: f.write(buffer.getvalue()), binary=False)
-        self._plot(*pooled, result["summary"]["methods"])
-        lines = [f"anomaly detection, protocol {PROTOCOL} ({len(self.cases)} cases):"]
-        for method, m in result["summary"]["methods"].items():
-            lines.append(f"  {method:10s} AP {m['average_precision']:.4f}  best Dice {m['best_dice']:.4f}  "
-                         f"AUROC {m['auroc']:.4f}")
-        print("\n".join(lines), flush=True)
+    def _completed(self, engine: Engine | None = None) -> dict:
+        result = self.evaluation.result()
+        write_report(result, self.evaluation, self.output_dir)
+        print("\n".join(summary_lines(result["summary"])), flush=True)
         if engine is not None:
-            engine.state.metrics.update({f"{k}_{method}": v for method, m in result["summary"]["methods"].items()
-                                         for k, v in m.items() if k != "best_dice_threshold"})
+            for method, values in result["summary"]["methods"].items():
+                for key, value in values["pooled"].items():
+                    if isinstance(value, float):
+                        engine.state.metrics[f"{key}_{method}"] = value
         return result
 
-    def _plot(self, labels: np.ndarray, pooled_scores: dict[str, np.ndarray], metrics: dict) -> None:
-        import matplotlib
+    def report(self) -> dict:
+        """Compute and write the report of the cases added so far (outside an engine)."""
+        return self._completed(None)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        for method, scores in pooled_scores.items():
-            precision, recall, _ = precision_recall(scores, labels)
-            ap = metrics[method]["average_precision"]
-            ax.step(recall, precision, where="post", label=f"{method} (AP {ap:.3f})")
-        ax.axhline(labels.mean(), color="grey", lw=0.8, ls="--", label=f"prevalence {labels.mean():.4f}")
-        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"voxel PR curve ({PROTOCOL})")
-        ax.legend(loc="upper right", fontsize=8)
-        fig.tight_layout()
-        atomic_savefig(fig, self.output_dir / "pr_curve.png", dpi=100)
-        plt.close(fig)
+class ThresholdCalibration(CaseCollector):
+    """Evaluator handler on a validation split: chooses each method's binarisation threshold.
+
+    With lesion voxels in the split: the threshold of best pooled Dice (the Behrendt et al. protocol);
+    without (healthy scans): the threshold whose false-positive rate on healthy voxels is the protocol's
+    ``healthy_fpr``. Maps are scored under the protocol's region and post-processing, so the threshold
+    matches the test evaluation. Writes ``thresholds.json`` into ``output_dir`` when given.
+
+    Args:
+        protocol, baselines, model_name, keys: as :class:`AnomalyReport`; use the same values.
+        output_dir: folder of ``thresholds.json`` (None: not written).
+
+    Attributes:
+        thresholds: method -> threshold after the evaluator completed (None before).
+        source: how they were chosen, e.g. ``"validation best Dice (12 cases)"``.
+    """
+
+    def __init__(self, protocol: str | Protocol = "exact", baselines: Mapping[str, Inferer] | None = None,
+                 output_dir: str | None = None, model_name: str = "disyre", **keys) -> None:
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.thresholds: dict[str, float] | None = None
+        self.source = ""
+        super().__init__(protocol, {"zscore": ZScoreInferer()} if baselines is None else baselines, model_name,
+                         **keys)
+        self._collect_kwargs = keys
+
+    def _collect(self, engine: Engine) -> None:
+        # Validation scans may be healthy and unlabelled: treat a missing label as lesion-free.
+        label_key, healthy_key = self.keys[1], self.keys[4]
+        for item in engine.state.batch:
+            if label_key not in item:
+                item[healthy_key] = "healthy"
+        super()._collect(engine)
+
+    def _completed(self, engine: Engine | None = None) -> dict[str, float]:
+        evaluation = self.evaluation
+        if not evaluation.case_names:
+            raise RuntimeError("ThresholdCalibration: no validation case was evaluated.")
+        thresholds, sources = {}, set()
+        for method, curve in evaluation.curves().items():
+            if curve.positives:
+                thresholds[method] = curve.best_dice()[1]
+                sources.add("best pooled Dice on labelled validation cases")
+            else:
+                thresholds[method] = curve.threshold_at_fpr(self.protocol.healthy_fpr)
+                sources.add(f"false-positive rate {self.protocol.healthy_fpr:g} on healthy validation voxels")
+        self.thresholds = thresholds
+        cases = len(evaluation.case_names)
+        self.source = f"{'; '.join(sorted(sources))} ({cases} cases, protocol {self.protocol.name})"
+        print(f"threshold calibration: {json.dumps(thresholds)} from {self.source}", flush=True)
+        if self.output_dir is not None:
+            atomic_write_json(self.output_dir / "thresholds.json", {"thresholds": thresholds, "source": self.source,
+                                                                    "protocol": self.protocol.name})
+        return thresholds

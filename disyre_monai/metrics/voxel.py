@@ -1,59 +1,41 @@
-"""Exact voxel-level metrics over pooled scores: one global threshold, every distinct score a threshold.
+"""Exact voxel-level metrics over pooled scores held in memory: one global threshold, every distinct score a
+threshold.
 
 Inputs are flat arrays: ``scores`` (float) and ``labels`` (bool), e.g. all brain voxels of a test set.
-Average precision and AUROC follow scikit-learn's definitions (step-wise AP, trapezoidal ROC).
+Average precision and AUROC follow scikit-learn's definitions (step-wise AP, trapezoidal ROC). For test
+sets that do not fit in memory use :class:`~disyre_monai.metrics.ScoreHistogram`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def _cumulative_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True/false positive counts at each distinct score (descending), and those thresholds."""
-    scores, labels = np.asarray(scores, np.float64).ravel(), np.asarray(labels).ravel().astype(bool)
-    if scores.shape != labels.shape or scores.size == 0:
-        raise ValueError(
-            f"metrics: scores and labels must be non-empty and equal in size, got {scores.size}, {labels.size}."
-        )
-    if not np.isfinite(scores).all():
-        raise ValueError("metrics: scores contain NaN or Inf.")
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last_of_each = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
-    tps = np.cumsum(labels)[last_of_each].astype(np.float64)
-    fps = (last_of_each + 1) - tps
-    return tps, fps, scores[last_of_each]
+from disyre_monai.metrics.curve import curve_from_scores
 
 
 def precision_recall(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and thresholds (``score >= threshold`` is positive), thresholds descending."""
-    tps, fps, thresholds = _cumulative_counts(scores, labels)
-    if tps[-1] == 0:
-        raise ValueError("metrics: labels have no positive voxel; precision/recall are undefined.")
-    return tps / (tps + fps), tps / tps[-1], thresholds
+    return curve_from_scores(scores, labels).precision_recall()
 
 
 def average_precision(scores, labels) -> float:
     """Average precision: sum over thresholds of (recall increase) x precision (scikit-learn's definition)."""
-    precision, recall, _ = precision_recall(scores, labels)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return curve_from_scores(scores, labels).average_precision()
 
 
 def roc_auc(scores, labels) -> float:
     """Area under the ROC curve (trapezoidal, ties handled as scikit-learn does)."""
-    tps, fps, _ = _cumulative_counts(scores, labels)
-    if tps[-1] == 0 or fps[-1] == 0:
-        raise ValueError("metrics: AUROC needs both positive and negative voxels.")
-    return float(np.trapezoid(np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]))
+    return curve_from_scores(scores, labels).auroc()
 
 
 def best_dice(scores, labels) -> tuple[float, float]:
     """Best Dice over all global thresholds, and that threshold: ``max 2TP / (TP + FP + P)``."""
-    tps, fps, thresholds = _cumulative_counts(scores, labels)
-    dice = 2 * tps / (tps + fps + tps[-1])
-    best = int(np.argmax(dice))
-    return float(dice[best]), float(thresholds[best])
+    return curve_from_scores(scores, labels).best_dice()
+
+
+def fpr_at_tpr(scores, labels, tpr: float = 0.95) -> float:
+    """False positive rate at the first threshold reaching true positive rate ``tpr`` (FPR95 by default)."""
+    return curve_from_scores(scores, labels).fpr_at_tpr(tpr)
 
 
 def dice_at(scores, labels, threshold: float) -> float:
