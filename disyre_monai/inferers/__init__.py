@@ -1,6 +1,6 @@
 """Inferers: turn a scan (2D slices or a 3D volume) and a restoration network into an anomaly map."""
 
-from .baselines import ZScoreInferer
+from .baselines import NormativeInferer, ZScoreInferer
 from .disyre_inferer import INFERENCE_METHODS, DisyreInferer
 
-__all__ = ["INFERENCE_METHODS", "DisyreInferer", "ZScoreInferer"]
+__all__ = ["INFERENCE_METHODS", "DisyreInferer", "NormativeInferer", "ZScoreInferer"]

@@ -20,25 +20,29 @@ def case_scores(scores: np.ndarray, top_k: int) -> dict[str, float]:
     return {"mean": float(scores.mean()), "max": float(scores.max()), "top_k_mean": float(top.mean())}
 
 
-def slice_scores(anomaly_map: np.ndarray, region: np.ndarray, label: np.ndarray, top_k: int):
-    """Scores of every axial slice that holds evaluated voxels.
-
-    Returns:
-        ``{name: (S,) float array}`` for each of :data:`SCORE_NAMES`, and ``(S,)`` bool: the slice holds lesion.
-    """
+def slice_scores(anomaly_map: np.ndarray, region: np.ndarray, top_k: int) -> dict[str, np.ndarray]:
+    """Scores of every axial slice that holds evaluated voxels: ``{name: (S,) float array}`` per
+    :data:`SCORE_NAMES`, slices in order."""
     depth = anomaly_map.shape[-1]
-    values = np.where(region, anomaly_map, -np.inf).reshape(-1, depth)
-    counts = region.reshape(-1, depth).sum(0)
-    keep = counts > 0
-    values, counts = values[:, keep], counts[keep]
-    sums = np.where(np.isfinite(values), values, 0.0).sum(0)
-    k = min(top_k, values.shape[0])
-    top = np.partition(values, values.shape[0] - k, axis=0)[values.shape[0] - k:]
-    top_count = np.minimum(counts, k)
-    top_sum = np.where(np.isfinite(top), top, 0.0).sum(0)
-    scores = {"mean": sums / counts, "max": values.max(0), "top_k_mean": top_sum / top_count}
-    has_lesion = (label & region).reshape(-1, depth).any(0)[keep]
-    return scores, has_lesion
+    keep = region.reshape(-1, depth).any(0)
+    slices = np.ascontiguousarray(np.moveaxis(anomaly_map[..., keep], -1, 0)).reshape(int(keep.sum()), -1)
+    inside = np.ascontiguousarray(np.moveaxis(region[..., keep], -1, 0)).reshape(slices.shape)
+    counts = inside.sum(1)
+    slices[~inside] = -np.inf
+    k = min(top_k, slices.shape[1])
+    top = np.partition(slices, slices.shape[1] - k, axis=1)[:, slices.shape[1] - k:]
+    finite_top = np.isfinite(top)
+    maxima = top.max(1)
+    slices[~inside] = 0.0
+    return {"mean": slices.sum(1) / counts, "max": maxima,
+            "top_k_mean": np.where(finite_top, top, 0.0).sum(1) / finite_top.sum(1)}
+
+
+def slice_has_lesion(region: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """``(S,)`` bool: which of the slices scored by :func:`slice_scores` hold lesion voxels."""
+    depth = region.shape[-1]
+    keep = region.reshape(-1, depth).any(0)
+    return (label & region).reshape(-1, depth).any(0)[keep]
 
 
 def volume_metrics(scores: np.ndarray, labels: np.ndarray, mantissa_bits: int) -> dict[str, float]:
