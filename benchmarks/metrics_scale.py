@@ -83,7 +83,8 @@ def main() -> int:
     peak = peak_rss_mb()
     print(f"protocol {summary['protocol']}: {args.volumes} volumes of {SHAPE}, {voxels:,} brain voxels "
           f"({summary['num_lesion_voxels']:,} lesion)")
-    print(f"pooled AP {pooled['average_precision']:.6f}  AUROC {pooled['auroc']:.6f}  best Dice {pooled['best_dice']:.6f}")
+    print(f"pooled AP {pooled['average_precision']:.6f}  AUROC {pooled['auroc']:.6f}  "
+          f"best Dice {pooled['best_dice']:.6f}")
     print(f"wall time {total:.1f} s (of which {generate:.1f} s generating synthetic data); "
           f"metrics {voxels / metric_seconds / 1e6:.2f} M voxels/s")
     print(f"peak resident memory {peak:.0f} MB (interpreter and libraries before the run: {baseline_mb:.0f} MB); "

@@ -13,7 +13,7 @@ import importlib
 COMMANDS = {
     "datalist": "disyre_monai.data.adapters:write_datalist",
     "preprocess": "disyre_monai.preprocess:preprocess_dataset",
-    "evaluate": "disyre_monai.metrics.evaluate:evaluate_maps",
+    "evaluate": "disyre_monai.metrics.evaluate:evaluate_command",
     "label": "disyre_monai.apps.monailabel.server:start_server",
 }
 

@@ -50,7 +50,7 @@ class CaseCollector(ABC):
         self.model_name = model_name
         self.methods = [model_name, *self.baselines]
         self.keys = (pred_key, label_key, mask_key, image_key, healthy_key)
-        self.evaluation = self._new_evaluation()
+        self.evaluation: AnomalyEvaluation | None = None  # created when the engine starts (or at the first case)
 
     def _new_evaluation(self) -> AnomalyEvaluation:
         return AnomalyEvaluation(self.protocol, self.methods)
@@ -65,6 +65,8 @@ class CaseCollector(ABC):
 
     def add_case(self, name: str, pred, label, mask, image, healthy: bool = False) -> list[dict]:
         """Add one case: ``pred``, ``label``, ``mask`` ``(1, *spatial)``; ``image`` ``(C, *spatial)``."""
+        if self.evaluation is None:
+            self.evaluation = self._new_evaluation()
         maps = {self.model_name: as_numpy(pred)}
         image_t, mask_t = torch.as_tensor(as_numpy(image))[None], torch.as_tensor(as_numpy(mask))[None]
         for method, inferer in self.baselines.items():
@@ -75,7 +77,7 @@ class CaseCollector(ABC):
     def _collect(self, engine: Engine) -> None:
         pred_key, label_key, mask_key, image_key, healthy_key = self.keys
         for out, item in zip(engine.state.output, engine.state.batch):  # both decollated by MONAI
-            name = Path(source_name(item[image_key], f"case_{len(self.evaluation.case_names)}")).name
+            name = Path(source_name(item[image_key], "case")).name
             healthy = item.get(healthy_key) == "healthy"
             if label_key not in item and not healthy:
                 raise KeyError(f"{type(self).__name__}: case {name} has no {label_key!r} (lesion mask) to evaluate "

@@ -58,8 +58,10 @@ class Protocol:
     reference: str = ""
 
     def __post_init__(self) -> None:
-        look_up_option(self.voxels, ("brain", "volume"))
-        look_up_option(self.threshold_policy, ("validation_best_dice", "healthy_fpr"))
+        for key, allowed in (("voxels", ("brain", "volume")),
+                             ("threshold_policy", ("validation_best_dice", "healthy_fpr"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"Protocol {self.name}: {key} must be one of {allowed}, got {getattr(self, key)!r}.")
         for key in ("mask_erosion", "median_filter", "min_component_size", "voxels_per_volume", "num_thresholds"):
             if int(getattr(self, key)) < 0:
                 raise ValueError(f"Protocol {self.name}: {key} must be >= 0, got {getattr(self, key)}.")

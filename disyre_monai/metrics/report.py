@@ -102,10 +102,12 @@ class AnomalyReport(CaseCollector):
         return {self.model_name: float(self.threshold)}, "given"
 
     def _new_evaluation(self) -> AnomalyEvaluation:
-        thresholds, source = self._thresholds() if hasattr(self, "threshold") else ({}, "")
-        return AnomalyEvaluation(self.protocol, self.methods, thresholds, source, seed=getattr(self, "seed", 0))
+        thresholds, source = self._thresholds()
+        return AnomalyEvaluation(self.protocol, self.methods, thresholds, source, seed=self.seed)
 
     def _completed(self, engine: Engine | None = None) -> dict:
+        if self.evaluation is None:
+            raise RuntimeError("AnomalyReport: no case was evaluated.")
         result = self.evaluation.result()
         write_report(result, self.evaluation, self.output_dir)
         print("\n".join(summary_lines(result["summary"])), flush=True)
@@ -124,8 +126,9 @@ class AnomalyReport(CaseCollector):
 class ThresholdCalibration(CaseCollector):
     """Evaluator handler on a validation split: chooses each method's binarisation threshold.
 
-    With lesion voxels in the split: the threshold of best pooled Dice (the Behrendt et al. protocol);
-    without (healthy scans): the threshold whose false-positive rate on healthy voxels is the protocol's
+    With the protocol's ``threshold_policy`` ``"validation_best_dice"`` and lesion voxels in the split: the
+    threshold of best pooled Dice (the Behrendt et al. protocol); otherwise (``"healthy_fpr"``, or healthy
+    scans only): the threshold whose false-positive rate on the split's lesion-free voxels is the protocol's
     ``healthy_fpr``. Maps are scored under the protocol's region and post-processing, so the threshold
     matches the test evaluation. Writes ``thresholds.json`` into ``output_dir`` when given.
 
@@ -157,11 +160,11 @@ class ThresholdCalibration(CaseCollector):
 
     def _completed(self, engine: Engine | None = None) -> dict[str, float]:
         evaluation = self.evaluation
-        if not evaluation.case_names:
+        if evaluation is None or not evaluation.case_names:
             raise RuntimeError("ThresholdCalibration: no validation case was evaluated.")
         thresholds, sources = {}, set()
         for method, curve in evaluation.curves().items():
-            if curve.positives:
+            if curve.positives and self.protocol.threshold_policy == "validation_best_dice":
                 thresholds[method] = curve.best_dice()[1]
                 sources.add("best pooled Dice on labelled validation cases")
             else:

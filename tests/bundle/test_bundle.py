@@ -103,7 +103,7 @@ def test_training_validates_anomaly_ap_when_lesion_cases_are_given(tmp_path, one
     _run_workflow(TRAIN, "train", output_dir=str(tmp_path), lesion_datalist=one_case,
                   **{**TINY_TRAIN, "max_epochs": 1})
     metrics = json.loads((tmp_path / "lesion_validation" / "metrics.json").read_text())
-    assert metrics["num_cases"] == 2 and 0 < metrics["methods"]["disyre"]["average_precision"] <= 1
+    assert metrics["num_cases"] == 2 and 0 < metrics["methods"]["disyre"]["pooled"]["average_precision"] <= 1
 
 
 def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_case):
@@ -129,15 +129,42 @@ def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_ca
 
 def test_evaluate_reports_model_and_zscore(tmp_path, random_model, one_case):
     _run_workflow([INFER, EVALUATE], "infer", output_dir=str(tmp_path), model_path=random_model,
-                  datalist=one_case, **TINY_INFER)
+                  datalist=one_case, calibrate=False,
+                  baselines={"zscore": {"_target_": "disyre_monai.inferers.ZScoreInferer"}}, **TINY_INFER)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["protocol"] == "pooled_brain_voxels" and metrics["num_cases"] == 2
+    assert metrics["protocol"] == "exact" and metrics["num_cases"] == 2
     for method in ("disyre", "zscore"):
-        assert 0 < metrics["methods"][method]["average_precision"] <= 1
-        assert 0 < metrics["methods"][method]["best_dice"] <= 1
+        assert 0 < metrics["methods"][method]["pooled"]["average_precision"] <= 1
+        assert 0 < metrics["methods"][method]["pooled"]["best_dice"] <= 1
+    assert metrics["thresholds"] == {"disyre": 0.39}  # the bundle's threshold when not calibrating
     rows = (tmp_path / "per_case.csv").read_text().splitlines()
     assert rows[0].startswith("case,method") and len(rows) == 1 + 2 * 2
     assert (tmp_path / "pr_curve.png").stat().st_size > 5_000
+
+
+def test_evaluate_an_adapter_datalist_under_a_protocol_with_calibration_and_normative_baseline(tmp_path,
+                                                                                               random_model):
+    """BraTS 2021 layout (demo patients as T2 + seg) -> adapter datalist -> evaluate --protocol behrendt."""
+    from disyre_monai.data.adapters import write_datalist
+
+    root = tmp_path / "BraTS2021"
+    for i, case in enumerate(demo_datalist()["test"][:2]):
+        subject = f"BraTS2021_{i:05d}"
+        (root / subject).mkdir(parents=True)
+        for key, kind in (("image", "t2"), ("label", "seg"), ("image", "t1"), ("image", "t1ce"), ("image", "flair")):
+            (root / subject / f"{subject}_{kind}.nii.gz").write_bytes(Path(case[key]).read_bytes())
+    datalist = write_datalist("brats2021", str(root), modality="t2", val_fraction=0.5, test_fraction=0.5,
+                              verbose=False)
+    healthy = tmp_path / "healthy.json"
+    healthy.write_text(json.dumps({"training": demo_datalist()["training"]}))
+    _run_workflow([INFER, EVALUATE], "infer", output_dir=str(tmp_path / "out"), model_path=random_model,
+                  datalist=datalist, protocol="behrendt", normative_datalist=str(healthy), **TINY_INFER)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    thresholds = json.loads((tmp_path / "out" / "thresholds.json").read_text())
+    assert metrics["protocol"] == "behrendt" and metrics["num_cases"] == 1
+    assert set(metrics["methods"]) == {"disyre", "zscore", "normative"}
+    assert metrics["thresholds"] == thresholds["thresholds"] and "best pooled Dice" in metrics["threshold_source"]
+    assert metrics["headline"]["disyre"]["per_volume.dice_at_threshold.mean"] is not None
 
 
 def _bundle_cmd(*configs, run_id="training"):
