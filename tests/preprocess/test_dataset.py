@@ -87,9 +87,10 @@ def test_failed_cases_are_recorded_while_the_others_finish(tmp_path):
     content = json.loads(listing.read_text())
     content["training"].append({"image": "images/absent.nii.gz", "subject": "ghost"})
     content["training"].append({"mask": "masks/sub00_brain.nii.gz"})
+    content["test"] += ["images/sub03_t2.nii.gz", {"image": "images/sub03_t2.nii.gz", "label": None, "subject": "x"}]
     listing.write_text(json.dumps(content))
     summary = _run(listing, tmp_path / "pp")
-    assert (summary["done"], summary["failed"]) == (1, 5)
+    assert (summary["done"], summary["failed"]) == (3, 5)
     report = json.loads((tmp_path / "pp" / "failures.json").read_text())
     assert report["num_failed"] == 5
     errors = {(f["split"], f["index"]): f["error"] for f in report["failed"]}
@@ -99,8 +100,9 @@ def test_failed_cases_are_recorded_while_the_others_finish(tmp_path):
     assert errors[("training", 3)].startswith("FileNotFoundError") and "absent.nii.gz" in errors[("training", 3)]
     assert "no 'image'" in errors[("training", 4)]
     written = json.loads((tmp_path / "pp" / "datalist.json").read_text())
-    assert written["training"] == [] and [e["subject"] for e in written["test"]] == ["sub03"]
-    assert written["metadata"]["preprocessing"]["counts"] == {"done": 1, "skipped": 0, "failed": 5}
+    assert written["training"] == [] and [e["subject"] for e in written["test"]] == ["sub03", "sub03_t2", "x"]
+    assert "label" in written["test"][0] and "label" not in written["test"][1] and "label" not in written["test"][2]
+    assert written["metadata"]["preprocessing"]["counts"] == {"done": 3, "skipped": 0, "failed": 5}
 
 
 def test_worker_processes_give_the_same_outputs(tmp_path):
