@@ -7,7 +7,7 @@ Output layout::
                                                plus "metadata" -> "preprocessing" (steps, parameters, counts)
     <output_dir>/<split>/<name>_image.nii.gz   float32, raw intensities, zero outside the brain
     <output_dir>/<split>/<name>_mask.nii.gz    uint8 brain mask
-    <output_dir>/<split>/<name>_label.nii.gz   uint8 lesion label (when the entry has one)
+    <output_dir>/<split>/<name>_label.nii.gz   uint8 lesion label (when the entry has one; values kept, e.g. 1, 2, 4)
 
 ``<name>`` is the entry's subject, or its image file name when a split holds several scans of one subject
 (:func:`output_names`).
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from disyre_monai import __version__
 from disyre_monai.data.datalist import load_datalist, resolve_paths
 from disyre_monai.io import atomic_write_json
 from disyre_monai.preprocess.case import PreprocessSettings, preprocess_case
@@ -308,9 +309,9 @@ def preprocess_dataset(
         ``{"done": n, "skipped": n, "failed": n, "datalist": path, "failures": path, "warnings": [...]}``.
 
     Raises:
-        ValueError / FileNotFoundError / ImportError: for bad arguments, an unreadable datalist, duplicate
-            outputs made with other parameters, or a missing optional package, before
-            any case runs. A failing case does not raise: it is listed in ``failures.json``.
+        ValueError / FileNotFoundError / ImportError: before any case runs, for bad arguments, an unreadable
+            datalist, an output_dir made with other parameters, or a missing optional package. A failing case
+            does not raise: it is listed in ``failures.json``.
     """
     settings = _resolve_settings(
         spacing=spacing,
@@ -370,14 +371,18 @@ def preprocess_dataset(
         threads = max(1, (os.cpu_count() or 1) // num_workers)
         with ProcessPoolExecutor(num_workers, get_context("spawn"), _limit_threads, (threads,)) as pool:
             futures = {pool.submit(_run_case, case.resolved, outputs_of(case), settings): case for case in todo}
-            for future in as_completed(futures):
-                case = futures[future]
-                try:
-                    result = future.result()
-                except Exception as error:  # a worker died (e.g. killed for memory): the case failed
-                    result = {"status": "failed", "error": _error_text(error), "traceback": ""}
-                record(case, result)
-                progress.update()
+            try:
+                for future in as_completed(futures):
+                    try:
+                        result = future.result()
+                    except Exception as error:  # a worker died (e.g. killed for memory): the case failed
+                        result = {"status": "failed", "error": _error_text(error), "traceback": ""}
+                    record(futures[future], result)
+                    progress.update()
+            except BaseException:  # e.g. Ctrl-C: drop the queued cases instead of running them all first
+                for future in futures:
+                    future.cancel()
+                raise
     progress.close()
 
     failures.sort(key=lambda f: (str(f["split"]), f["index"]))
@@ -388,9 +393,8 @@ def preprocess_dataset(
         if (case.split, case.index) in status:
             subject = case.entry.get("subject", case.name)
             out_splits[case.split].append({**case.entry, "subject": subject, **case.outputs})
-    metadata = dict(others.get("metadata") or {}) if isinstance(others.get("metadata"), dict) else {}
-    from disyre_monai import __version__
-
+    source_metadata = others.get("metadata")
+    metadata = dict(source_metadata) if isinstance(source_metadata, dict) else {}
     metadata["preprocessing"] = {
         "tool": f"disyre_monai {__version__} preprocess",
         "source": str(Path(datalist_or_dir).resolve()),

@@ -154,3 +154,13 @@ def test_cli_exits_with_status_1_when_a_case_fails(tmp_path, monkeypatch, capsys
         cli.main()
     assert exit_info.value.code == 1
     assert "1 done, 0 skipped, 1 failed" in capsys.readouterr().out
+
+
+def test_a_crop_smaller_than_the_brain_is_reported(tmp_path):
+    listing = write_dataset(tmp_path, num_cases=1)
+    summary = _run(listing, tmp_path / "pp", spatial_size=(12, 12, 4), center="grid")
+    assert summary["done"] == 1 and len(summary["warnings"]) == 2
+    assert "cut off" in summary["warnings"][0] and "brain voxels" in summary["warnings"][0]
+    assert "lesion voxels" in summary["warnings"][1]
+    content = json.loads((tmp_path / "pp" / "datalist.json").read_text())
+    assert content["metadata"]["preprocessing"]["warnings"] == summary["warnings"]
