@@ -12,7 +12,7 @@ import importlib
 #: command name -> "module:function" it runs.
 COMMANDS = {
     "datalist": "disyre_monai.data.adapters:write_datalist",
-    "preprocess": "disyre_monai.preprocess:preprocess_dataset",
+    "preprocess": "disyre_monai.preprocess:preprocess_command",
     "evaluate": "disyre_monai.metrics.evaluate:evaluate_command",
     "label": "disyre_monai.apps.monailabel.server:start_server",
 }

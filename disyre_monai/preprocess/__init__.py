@@ -1,0 +1,35 @@
+"""Preprocessing of raw scans into the grid and format the bundle trains on (RAS, 1 mm, skull-stripped,
+optionally bias-corrected and registered to a template, common size), one module per step."""
+
+from .bias_field import n4_bias_correction
+from .case import PreprocessSettings, preprocess_case
+from .crop_pad import crop_or_pad, crop_pad_window
+from .dataset import preprocess_command, preprocess_dataset
+from .register import register_affine, resample_to_template
+from .reorient import reorient_to_ras
+from .resample import resample_to_spacing
+from .skull_strip import apply_brain_mask, robex_brain_mask, threshold_brain_mask
+from .templates import NAMED_TEMPLATES, load_template, template_path
+from .volumes import load_volume, save_volume
+
+__all__ = [
+    "NAMED_TEMPLATES",
+    "PreprocessSettings",
+    "apply_brain_mask",
+    "crop_or_pad",
+    "crop_pad_window",
+    "load_template",
+    "load_volume",
+    "n4_bias_correction",
+    "preprocess_case",
+    "preprocess_command",
+    "preprocess_dataset",
+    "register_affine",
+    "resample_to_spacing",
+    "resample_to_template",
+    "reorient_to_ras",
+    "robex_brain_mask",
+    "save_volume",
+    "template_path",
+    "threshold_brain_mask",
+]
