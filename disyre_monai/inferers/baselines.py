@@ -86,7 +86,7 @@ class NormativeInferer(Inferer):
             if volume.shape != shape or brain.shape != shape:
                 raise ValueError(f"NormativeInferer.fit: volume {n} has shape {volume.shape}, the first had {shape}; "
                                  "a normative model needs every scan on one grid (register them first, e.g. "
-                                 "`disyre-monai preprocess --register`).")
+                                 "`disyre-monai preprocess --template mni152_2009a`).")
             count += brain
             delta = np.where(brain, volume - mean, 0.0)
             mean += np.divide(delta, count, out=np.zeros(shape), where=count > 0)
