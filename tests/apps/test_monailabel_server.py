@@ -51,6 +51,15 @@ def _nifti(content: bytes) -> nib.Nifti1Image:
     return nib.Nifti1Image.from_bytes(gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content)
 
 
+def _wait_for_training(url: str, timeout: float = 600.0) -> dict:
+    """Poll ``GET /train/`` until the last training task has ended; return its status."""
+    deadline = time.time() + timeout
+    while (status := requests.get(f"{url}/train/", timeout=60).json())["status"] in ("SUBMITTED", "RUNNING"):
+        assert time.time() < deadline, "training did not finish"
+        time.sleep(1)
+    return status
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -136,6 +145,11 @@ def test_bad_requests_get_http_errors_with_a_message_and_the_server_keeps_servin
     r = requests.post(f"{url}/infer/disyre", params={"image": "patient"},
                       data={"params": json.dumps({"threshold": "high"})}, timeout=60)
     assert r.status_code == 400 and "threshold" in r.json()["detail"]
+    # training with nothing to train on ends in ERROR, with the reason in the task's output
+    r = requests.post(f"{url}/train/disyre", json={"healthy_only": True, "device": "cpu"}, timeout=60)
+    assert r.status_code == 200, r.text
+    status = _wait_for_training(url)
+    assert status["status"] == "ERROR" and "no image tagged healthy" in "\n".join(status["details"])
     # still serving, and nothing bad reached the datastore
     r = requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=60)
     assert r.status_code == 200 and not {"notes", "broken"} & set(r.json()["objects"])
@@ -146,20 +160,23 @@ def test_training_on_unlabelled_images_replaces_the_served_model(server):
     model = server["app"] / BUNDLE_SUBDIR / "models" / "model.pt"
     before, mtime = _sha256(model), model.stat().st_mtime
     healthy = demo_datalist()["training"][:2]
-    for entry in healthy:
+    for i, entry in enumerate(healthy):  # tagged healthy at upload, or afterwards through the image info
         name = Path(entry["image"]).name
+        image_id = name[: -len(".nii.gz")]
+        tag_now = {"params": json.dumps({"healthy": True})} if i == 0 else {}
         with open(entry["image"], "rb") as f:
-            r = requests.put(f"{url}/datastore/image", params={"image": name[: -len(".nii.gz")]},
-                             files={"file": (name, f)}, data={"params": json.dumps({"healthy": True})}, timeout=60)
+            r = requests.put(f"{url}/datastore/image", params={"image": image_id}, files={"file": (name, f)},
+                             data=tag_now, timeout=60)
         assert r.status_code == 200, r.text
+        if not tag_now:
+            r = requests.put(f"{url}/datastore/image/info", params={"image": image_id},
+                             data={"info": json.dumps({"healthy": True})}, timeout=60)
+            assert r.status_code == 200, r.text
     assert not list(studies.glob("labels/final/*")), "no label anywhere"
     request = {"healthy_only": True, "max_epochs": 1, "epoch_length": 2, "num_workers": 0, "device": "cpu"}
     r = requests.post(f"{url}/train/disyre", json=request, timeout=60)
     assert r.status_code == 200, r.text
-    deadline = time.time() + 600
-    while (status := requests.get(f"{url}/train/", timeout=60).json())["status"] in ("SUBMITTED", "RUNNING"):
-        assert time.time() < deadline, "training did not finish"
-        time.sleep(1)
+    status = _wait_for_training(url)
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
     assert _sha256(model) != before and model.stat().st_mtime > mtime
     stats = requests.get(f"{url}/info/", timeout=60).json()["train_stats"]["disyre"]
