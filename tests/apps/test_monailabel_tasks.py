@@ -79,8 +79,12 @@ def test_infer_task_matches_the_bundle_for_an_lps_scan(app_dir, demo_patient_lps
     assert np.array_equal(label.numpy(), amap >= 0.39), "the label map must be heatmap >= the bundle threshold"
 
 
-def test_infer_task_rejects_a_text_file(app_dir, tmp_path):
+def test_infer_task_rejects_bad_inputs_before_inference(app_dir, tmp_path, demo_patient):
     task = DisyreInferTask(str(app_dir / BUNDLE_SUBDIR), {})
+    for option, value in (("threshold", "high"), ("top_k", 0), ("result_dtype", "pixels")):
+        with pytest.raises(MONAILabelException) as error:
+            task({"image": str(demo_patient), "device": "cpu", option: value})
+        assert option in error.value.msg and repr(value) in error.value.msg
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     with pytest.raises(MONAILabelException) as error:

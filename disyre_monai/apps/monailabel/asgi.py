@@ -44,7 +44,7 @@ def status_of(error: MONAILabelException) -> int:
     """HTTP status for a MONAI Label exception."""
     if isinstance(error, (ImageNotFoundException, LabelNotFoundException)):
         return 404
-    if error.error in (MONAILabelError.INVALID_INPUT, MONAILabelError.TRANSFORM_ERROR):
+    if error.error == MONAILabelError.INVALID_INPUT:
         return 400
     return 500
 

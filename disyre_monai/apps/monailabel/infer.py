@@ -71,8 +71,24 @@ class DisyreInferTask(BundleInferTask):
         self.dimension = 3  # the network is 2D, but the task takes and returns volumes
         self._config.update({"threshold": self.threshold, "top_k": self.top_k})
 
+    def request_options(self, data: dict[str, Any]) -> tuple[float, int, bool]:
+        """``(threshold, top_k, heatmap)`` of a request, defaults filled in.
+
+        Raises:
+            MONAILabelException: INVALID_INPUT naming the bad option, its value and what is allowed.
+        """
+        try:
+            threshold = check_number("infer request", "threshold", data.get("threshold", self.threshold))
+            top_k = check_int("infer request", "top_k", data.get("top_k", self.top_k), 1, 10**9)
+            heatmap = wants_heatmap(data.get("result_dtype"))
+        except ValueError as error:
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
+        return threshold, top_k, heatmap
+
     def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
-        """Run the bundle's preprocessing; an unreadable or non-volume input becomes an INVALID_INPUT error."""
+        """Check the request's options, then run the bundle's preprocessing; an unreadable or non-volume
+        input becomes an INVALID_INPUT error (HTTP 400), before any inference."""
+        self.request_options(data)
         source = data.get("image_path", data.get("image"))
         name = os.path.basename(source) if isinstance(source, str) else "the input image"
         if isinstance(source, str) and os.path.dirname(os.path.abspath(source)) == tempfile.gettempdir():
@@ -97,17 +113,11 @@ class DisyreInferTask(BundleInferTask):
         return out
 
     def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
-        data = data or {}
-        try:
-            threshold = check_number("infer request", "threshold", data.get("threshold", self.threshold))
-            top_k = check_int("infer request", "top_k", data.get("top_k", self.top_k), 1, 10**9)
-            heatmap = wants_heatmap(data.get("result_dtype"))
-        except ValueError as error:
-            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
+        threshold, top_k, heatmap = self.request_options(data or {})
         return [
             CaseScoresd(keys=self.output_label_key, mask_key="mask", threshold=threshold, top_k=top_k,
                         result_key=self.output_json_key),
-            Restored(keys=self.output_label_key, ref_image=self.input_key, invert_orient=True, mode="bilinear"),
+            Restored(keys=self.output_label_key, ref_image=self.input_key, invert_orient=True, mode="trilinear"),
             AnomalyOutputd(keys=self.output_label_key, threshold=threshold,
                            output="heatmap" if heatmap else "label_map"),
         ]

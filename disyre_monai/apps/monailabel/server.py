@@ -79,14 +79,14 @@ def prepare_app(app_dir: str | os.PathLike, bundle_dir: str | os.PathLike | None
     Returns:
         the app folder.
     """
-    from disyre_monai.apps.monailabel.app import BUNDLE_SUBDIR  # noqa: F401  (imports MONAI Label: fail early)
+    from disyre_monai.apps.monailabel.app import BUNDLE_SUBDIR  # imports MONAI Label: a missing extra fails here
 
     source = find_bundle(bundle_dir)
     app = Path(app_dir).resolve()
     target = app / BUNDLE_SUBDIR
     for part in BUNDLE_PARTS:
         path = source / part
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] * path.is_file()
         for file in files:
             _copy_file(file, target / file.relative_to(source))
     model = target / "models" / "model.pt"
