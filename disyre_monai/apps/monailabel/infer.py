@@ -1,0 +1,132 @@
+"""MONAI Label inference task for the DISYRE bundle: a label map for the viewers, the heatmap on request."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from disyre_monai.apps.monailabel._compat import require_monailabel
+from disyre_monai.apps.monailabel.transforms import AnomalyOutputd, CaseScoresd, wants_heatmap
+from disyre_monai.apps.monailabel.validation import VOLUME_SUFFIXES, check_volume_array, volume_suffix
+from disyre_monai.utils import check_int, check_number
+
+require_monailabel()
+
+from monailabel.interfaces.exception import MONAILabelError, MONAILabelException  # noqa: E402
+from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
+from monailabel.tasks.infer.bundle import BundleInferTask  # noqa: E402
+from monailabel.transform.post import Restored  # noqa: E402
+from monailabel.utils.others.generic import file_ext  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+#: label map values, as the clients name them.
+LABELS = {"anomaly": 1}
+DEFAULT_TOP_K = 100
+
+
+class DisyreInferTask(BundleInferTask):
+    """MONAI Label's bundle inference on the DISYRE bundle, answering with what a viewer can show.
+
+    Preprocessing, network, weights (``models/model.pt``) and the :class:`~disyre_monai.inferers.DisyreInferer`
+    come from the bundle's ``configs/inference.json`` through MONAI Label's ``BundleInferTask``. The bundle's own
+    postprocessing (which writes NIfTI and PNG files for the batch command) is replaced by:
+
+    1. case-level scores of the anomaly map inside the brain (max, mean, top-k mean, anomalous voxels and
+       volume) into the JSON result, under ``"scores"``;
+    2. MONAI Label's ``Restored``: back to the input's orientation and grid (the inverse of ``Orientationd``);
+    3. the output: a uint8 label map (0 background, 1 anomaly where ``score >= threshold``), which is what the
+       stock 3D Slicer and OHIF clients request (``result_dtype=uint8``), or the float32 anomaly heatmap when the
+       request asks for a float ``result_dtype`` (REST: ``params={"result_dtype": "float32"}``).
+
+    Options shown in the clients (and accepted in a request's params): ``threshold`` (default: the bundle's
+    ``threshold``) and ``top_k``.
+
+    Args:
+        path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
+        conf: the app's ``--conf`` settings (``preload``: load the network at start).
+        top_k: default number of voxels averaged into the top-k score.
+        kwargs: passed to ``BundleInferTask``.
+
+    Raises:
+        FileNotFoundError: when the bundle misses its inference config or model file.
+    """
+
+    def __init__(self, path: str, conf: dict[str, str], top_k: int = DEFAULT_TOP_K, **kwargs) -> None:
+        for required in ("configs/inference.json", "configs/metadata.json", "models/model.pt"):
+            if not os.path.isfile(os.path.join(path, required)):
+                raise FileNotFoundError(f"DisyreInferTask: bundle {path} has no {required}.")
+        kwargs.setdefault("type", InferType.SEGMENTATION)
+        kwargs.setdefault("load_strict", True)
+        # The bundle's LoadImaged reads optional "mask"/"label" keys; MONAI Label's array-input wrapper of it
+        # requires every key, so keep the bundle's loader as it is.
+        super().__init__(path, conf, extend_load_image=False, add_post_restore=False, **kwargs)
+        self.threshold = check_number("DisyreInferTask", "bundle threshold",
+                                      self.bundle_config.get_parsed_content("threshold"))
+        self.top_k = check_int("DisyreInferTask", "top_k", top_k, 1, 10**9)
+        self.labels = dict(LABELS)
+        self.dimension = 3  # the network is 2D, but the task takes and returns volumes
+        self._config.update({"threshold": self.threshold, "top_k": self.top_k})
+
+    def request_options(self, data: dict[str, Any]) -> tuple[float, int, bool]:
+        """``(threshold, top_k, heatmap)`` of a request, defaults filled in.
+
+        Raises:
+            MONAILabelException: INVALID_INPUT naming the bad option, its value and what is allowed.
+        """
+        try:
+            threshold = check_number("infer request", "threshold", data.get("threshold", self.threshold))
+            top_k = check_int("infer request", "top_k", data.get("top_k", self.top_k), 1, 10**9)
+            heatmap = wants_heatmap(data.get("result_dtype"))
+        except ValueError as error:
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
+        return threshold, top_k, heatmap
+
+    def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
+        """Check the request's options, then run the bundle's preprocessing; an unreadable or non-volume
+        input becomes an INVALID_INPUT error (HTTP 400), before any inference."""
+        self.request_options(data)
+        source = data.get("image_path", data.get("image"))
+        name = os.path.basename(source) if isinstance(source, str) else "the input image"
+        if isinstance(source, str) and os.path.dirname(os.path.abspath(source)) == tempfile.gettempdir():
+            name = f"the uploaded file (*{file_ext(source) or 'no suffix'})"  # MONAI Label renamed the upload
+        if isinstance(source, str) and os.path.isfile(source) and volume_suffix(source) is None:
+            raise MONAILabelException(
+                MONAILabelError.INVALID_INPUT,
+                f"{name}: unsupported file type; send a single-channel 3D volume ({', '.join(VOLUME_SUFFIXES)}).",
+            )
+        try:
+            out = super().run_pre_transforms(data, transforms)
+            check_volume_array(out[self.input_key], name)
+        except MONAILabelException:
+            raise
+        except Exception as error:  # loading and checking errors all mean "this is not a volume we can use"
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise MONAILabelException(
+                MONAILabelError.INVALID_INPUT,
+                f"{name}: cannot be used as a brain MRI volume ({reason[:300]}); send a single-channel 3D volume "
+                f"({', '.join(VOLUME_SUFFIXES)}).",
+            ) from None
+        return out
+
+    def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        threshold, top_k, heatmap = self.request_options(data or {})
+        return [
+            CaseScoresd(keys=self.output_label_key, mask_key="mask", threshold=threshold, top_k=top_k,
+                        result_key=self.output_json_key),
+            Restored(keys=self.output_label_key, ref_image=self.input_key, invert_orient=True, mode="trilinear"),
+            AnomalyOutputd(keys=self.output_label_key, threshold=threshold,
+                           output="heatmap" if heatmap else "label_map"),
+        ]
+
+    def writer(self, data: dict[str, Any], extension=None, dtype=None):
+        """MONAI Label's writer, with the JSON result saying which output was written."""
+        label_file, result = super().writer(data, extension, dtype)
+        output = "heatmap" if wants_heatmap(data.get("result_dtype")) else "label_map"
+        result = dict(result or {})
+        result["output"] = output
+        result["threshold"] = result.get("scores", {}).get("threshold", self.threshold)
+        return label_file, result

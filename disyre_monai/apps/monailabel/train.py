@@ -1,0 +1,213 @@
+"""MONAI Label training task: fine-tune DISYRE on the datastore's scans, without a single label."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from disyre_monai.apps.monailabel._compat import require_monailabel
+from disyre_monai.apps.monailabel.datastore import training_images
+from disyre_monai.io import atomic_write, atomic_write_json
+from disyre_monai.utils import check_int, check_number
+
+require_monailabel()
+
+from monailabel.interfaces.datastore import Datastore  # noqa: E402
+from monailabel.interfaces.exception import MONAILabelError, MONAILabelException  # noqa: E402
+from monailabel.interfaces.tasks.train import TrainTask  # noqa: E402
+from monailabel.utils.others.generic import device_list, name_to_device  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+RUNS_DIR = "train_runs"
+LATEST_STATS = "latest.json"
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"train request: {name} must be true or false, got {value!r}.")
+
+
+def split_images(entries: list[dict], val_split: float) -> tuple[list[dict], list[dict]]:
+    """Split images into training and validation lists: the last ``round(n * val_split)`` validate.
+
+    When that rounds to none (few images, or ``val_split == 0``), every image trains and the validation list
+    repeats them: the bundle's validation (restoration PSNR on synthetic anomalies) then monitors the fit.
+    """
+    n_val = min(int(round(len(entries) * val_split)), len(entries) - 1)
+    if n_val <= 0:
+        return list(entries), list(entries)
+    return entries[:-n_val], entries[-n_val:]
+
+
+def publish_model(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Copy a trained ``model.pt`` over the served one atomically (the server reloads it on the next request)."""
+    with open(source, "rb") as f:
+        return atomic_write(destination, lambda out: shutil.copyfileobj(f, out))
+
+
+class DisyreTrainTask(TrainTask):
+    """Train the DISYRE bundle on the datastore's images, labels or not (DISYRE needs none).
+
+    Each run builds a datalist from the datastore's images (optionally only those tagged healthy, see
+    :func:`~disyre_monai.apps.monailabel.datastore.is_healthy`), runs the bundle's ``configs/train.json``
+    workflow (``monai.bundle.ConfigWorkflow``) in ``<bundle>/train_runs/run_<time>/``, starting from the served
+    weights ``models/model.pt`` (``pretrained``; otherwise from scratch), and finally replaces
+    ``models/model.pt`` atomically with the run's final model. Periodic checkpoints of a finished run are
+    deleted; its ``models/model.pt``, TensorBoard logs, ``datalist.json`` and ``train_stats.json`` are kept,
+    so every fine-tuned version stays available.
+
+    Request options (shown in the clients' training options): ``device``, ``pretrained``, ``healthy_only``,
+    ``max_epochs``, ``epoch_length`` (iterations per epoch), ``learning_rate``, ``val_split``,
+    ``num_workers``; defaults from the bundle's train config.
+
+    Args:
+        path: the bundle folder (``configs/train.json``, ``configs/metadata.json``, ``models/model.pt``).
+        conf: the app's ``--conf`` settings (unused; kept for MONAI Label's task signature).
+    """
+
+    def __init__(self, path: str, conf: dict[str, str] | None = None) -> None:
+        self.bundle_path = str(path)
+        self.train_config = os.path.join(self.bundle_path, "configs", "train.json")
+        if not os.path.isfile(self.train_config):
+            raise FileNotFoundError(f"DisyreTrainTask: bundle {path} has no configs/train.json.")
+        from monai.bundle import ConfigParser
+
+        self.parser = ConfigParser()
+        self.parser.read_config(self.train_config)
+        with open(os.path.join(self.bundle_path, "configs", "metadata.json"), encoding="utf-8") as f:
+            metadata = json.load(f)
+        super().__init__("Fine-tune DISYRE on the datastore's scans without labels (restoring synthetic anomalies)")
+        self.version = metadata.get("version")
+        self.conf = conf or {}
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "device": device_list(),
+            "pretrained": True,
+            "healthy_only": False,
+            "max_epochs": int(self.parser.get("max_epochs")),
+            "epoch_length": int(self.parser.get("epoch_length")),
+            "learning_rate": float(self.parser.get("learning_rate")),
+            "val_split": 0.2,
+            "num_workers": int(self.parser.get("num_workers")),
+        }
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "version": self.version}
+
+    def stats(self) -> dict[str, Any]:
+        """The last finished run's ``train_stats.json`` (empty before the first run)."""
+        latest = Path(self.bundle_path, RUNS_DIR, LATEST_STATS)
+        try:
+            return json.loads(latest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _options(self, request: dict[str, Any]) -> dict[str, Any]:
+        defaults = self.config()
+        value = {k: request.get(k, v) for k, v in defaults.items()}
+        try:
+            return {
+                "device": name_to_device(value["device"]),
+                "pretrained": _flag("pretrained", value["pretrained"]),
+                "healthy_only": _flag("healthy_only", value["healthy_only"]),
+                "max_epochs": check_int("train request", "max_epochs", value["max_epochs"], 1, 10**6),
+                "epoch_length": check_int("train request", "epoch_length", value["epoch_length"], 1, 10**9),
+                "learning_rate": check_number("train request", "learning_rate", value["learning_rate"], 0.0, 1.0),
+                "val_split": check_number("train request", "val_split", value["val_split"], 0.0, 0.9),
+                "num_workers": check_int("train request", "num_workers", value["num_workers"], 0, 256),
+            }
+        except ValueError as error:
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
+
+    def _handlers(self, model_path: str, pretrained: bool) -> list:
+        """The bundle's training handlers, led by a loader of the served weights when ``pretrained``."""
+        handlers = list(self.parser.get("train#handlers"))
+        if pretrained:
+            handlers.insert(0, {
+                "_target_": "CheckpointLoader",
+                "load_path": model_path,
+                "load_dict": {"model": "@network"},
+                "map_location": "@device",
+                "strict": True,
+            })
+        return handlers
+
+    def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        from monai.bundle import ConfigWorkflow
+
+        options = self._options(request)
+        images = training_images(datastore, healthy_only=options["healthy_only"])
+        if not images:
+            which = "tagged healthy (image info {\"healthy\": true})" if options["healthy_only"] else "in the datastore"
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, f"no image {which} to train on.")
+        train, validation = split_images(images, options["val_split"])
+        model_path = os.path.join(self.bundle_path, "models", "model.pt")
+        if options["pretrained"] and not os.path.isfile(model_path):
+            raise MONAILabelException(MONAILabelError.APP_TRAIN_FAILED, f"no weights to start from: {model_path}.")
+
+        run_dir = Path(self.bundle_path, RUNS_DIR, datetime.now().strftime("run_%Y%m%d_%H%M%S_%f"))
+        datalist = atomic_write_json(run_dir / "datalist.json", {
+            "training": [{"image": e["image"]} for e in train],
+            "validation": [{"image": e["image"]} for e in validation],
+        })
+        logger.info(f"training on {len(train)} image(s), validating on {len(validation)}; run folder {run_dir}")
+        overrides = {
+            "bundle_root": self.bundle_path,
+            "output_dir": str(run_dir),
+            "dataset_dir": None,
+            "datalist": str(datalist),
+            "device": options["device"],
+            "max_epochs": options["max_epochs"],
+            "epoch_length": options["epoch_length"],
+            "learning_rate": options["learning_rate"],
+            "num_workers": options["num_workers"],
+            "progress": False,
+            "resume": False,
+            "train#handlers": self._handlers(model_path, options["pretrained"]),
+        }
+        start = time.time()
+        workflow = ConfigWorkflow(config_file=self.train_config, workflow_type="train", logging_file=False,
+                                  **overrides)
+        workflow.initialize()
+        workflow.run()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+        workflow.finalize()
+
+        trained = run_dir / "models" / "model.pt"
+        if not trained.is_file():
+            raise MONAILabelException(MONAILabelError.APP_TRAIN_FAILED, f"training wrote no final model {trained}.")
+        publish_model(trained, model_path)
+        for checkpoint in (run_dir / "models").glob("checkpoint_*.pt"):
+            checkpoint.unlink()
+        best = getattr(evaluator.state, "best_metric", -1)
+        stats = {
+            "run_dir": str(run_dir),
+            "finished": datetime.now().isoformat(timespec="seconds"),
+            "duration_s": round(time.time() - start, 1),
+            "images": [e["id"] for e in train],
+            "validation_images": [e["id"] for e in validation],
+            "healthy_only": options["healthy_only"],
+            "pretrained": options["pretrained"],
+            "epochs": int(trainer.state.epoch),
+            "iterations": int(trainer.state.iteration),
+            "best_val_psnr": None if best is None or best == -1 else float(best),
+            "published_model": model_path,
+        }
+        atomic_write_json(run_dir / "train_stats.json", stats)
+        atomic_write_json(Path(self.bundle_path, RUNS_DIR, LATEST_STATS), stats)
+        logger.info(f"training finished: {stats}")
+        return stats

@@ -1,0 +1,135 @@
+"""The MONAI Label tasks in-process (needs the `label` extra): inference against the bundle, datastore, training."""
+
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytest.importorskip("monailabel", reason="MONAI Label is an optional extra (see docs/monailabel.md)")
+
+from monailabel.interfaces.exception import MONAILabelException  # noqa: E402
+
+from disyre_monai.apps.monailabel._compat import _stand_in, import_monailabel  # noqa: E402
+from disyre_monai.apps.monailabel.app import BUNDLE_SUBDIR  # noqa: E402
+from disyre_monai.apps.monailabel.datastore import VolumeDatastore, is_healthy, training_images  # noqa: E402
+from disyre_monai.apps.monailabel.infer import DisyreInferTask  # noqa: E402
+from disyre_monai.apps.monailabel.server import prepare_app  # noqa: E402
+from disyre_monai.apps.monailabel.train import DisyreTrainTask, split_images  # noqa: E402
+from tests.apps.conftest import BUNDLE, bundle_anomaly_map  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app_dir(tmp_path_factory):
+    return prepare_app(tmp_path_factory.mktemp("app"), BUNDLE)
+
+
+def test_prepare_app_copies_the_bundle_and_keeps_trained_weights(tmp_path):
+    app = prepare_app(tmp_path / "app", BUNDLE)
+    model = app / BUNDLE_SUBDIR / "models" / "model.pt"
+    assert (app / "main.py").read_text().count("DisyreLabelApp") == 1
+    assert model.read_bytes() == (BUNDLE / "models" / "model.pt").read_bytes()
+    assert (app / BUNDLE_SUBDIR / "configs" / "inference.json").is_file()
+    model.write_bytes(b"fine-tuned")
+    prepare_app(app, BUNDLE)
+    assert model.read_bytes() == b"fine-tuned", "a restart must keep the fine-tuned weights"
+    prepare_app(app, BUNDLE, reset_model=True)
+    assert model.read_bytes() == (BUNDLE / "models" / "model.pt").read_bytes()
+    with pytest.raises(FileNotFoundError, match="misses configs/inference.json"):
+        prepare_app(tmp_path / "other", tmp_path)
+
+
+def test_torchvision_stand_in_is_gone_after_import():
+    import_monailabel()
+    module = sys.modules.get("torchvision")
+    assert module is None or getattr(module, "__file__", None), "the stand-in must not stay in sys.modules"
+    with pytest.raises(ImportError, match="cannot be imported \\(why\\)"):
+        _stand_in("why")["torchvision.utils"].make_grid()
+
+
+def test_infer_task_matches_the_bundle_for_an_lps_scan(app_dir, demo_patient_lps, tmp_path):
+    bundle = app_dir / BUNDLE_SUBDIR
+    task = DisyreInferTask(str(bundle), {})
+    assert task.labels == {"anomaly": 1} and task.dimension == 3
+    assert task.config()["threshold"] == pytest.approx(0.39) and task.config()["top_k"] == 100
+    heatmap_file, result = task({"image": str(demo_patient_lps), "device": "cpu", "result_dtype": "float32",
+                                 "threshold": 0.2})
+    heatmap = nib.load(heatmap_file)
+    reference = bundle_anomaly_map(demo_patient_lps, bundle / "models" / "model.pt", tmp_path / "bundle")
+    source = nib.load(demo_patient_lps)
+    assert heatmap.get_data_dtype() == np.float32 and heatmap.shape == source.shape
+    assert np.allclose(heatmap.affine, source.affine, atol=1e-4)
+    assert np.allclose(heatmap.get_fdata(), reference.get_fdata(), atol=1e-5)
+    amap = reference.get_fdata()
+    assert result["output"] == "heatmap" and result["threshold"] == 0.2
+    scores = result["scores"]
+    assert scores["max"] == pytest.approx(amap.max(), abs=1e-5)
+    brain = np.asarray(source.dataobj) > 0
+    assert scores["brain_voxels"] == brain.sum() and scores["mean"] == pytest.approx(amap[brain].mean(), abs=1e-5)
+    assert scores["anomalous_voxels"] == (amap[brain] >= 0.2).sum()
+
+    label_file, result = task({"image": str(demo_patient_lps), "device": "cpu", "result_extension": ".nrrd",
+                               "result_dtype": "uint8"})
+    assert label_file.endswith(".nrrd") and result["output"] == "label_map"
+    from monai.transforms import LoadImage
+
+    label = LoadImage(image_only=True)(label_file)  # read through ITK, as 3D Slicer reads NRRD
+    assert np.allclose(label.affine, source.affine, atol=1e-4)
+    assert set(np.unique(label.numpy())) == {0, 1}
+    assert np.array_equal(label.numpy(), amap >= 0.39), "the label map must be heatmap >= the bundle threshold"
+
+
+def test_infer_task_rejects_bad_inputs_before_inference(app_dir, tmp_path, demo_patient):
+    task = DisyreInferTask(str(app_dir / BUNDLE_SUBDIR), {})
+    for option, value in (("threshold", "high"), ("top_k", 0), ("result_dtype", "pixels")):
+        with pytest.raises(MONAILabelException) as error:
+            task({"image": str(demo_patient), "device": "cpu", option: value})
+        assert option in error.value.msg and repr(value) in error.value.msg
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(MONAILabelException) as error:
+        task({"image": str(text), "device": "cpu"})
+    assert "notes.txt: unsupported file type" in error.value.msg
+    fake = tmp_path / "fake.nii.gz"
+    fake.write_bytes(b"hello")
+    with pytest.raises(MONAILabelException) as error:
+        task({"image": str(fake), "device": "cpu"})
+    assert "fake.nii.gz: cannot be used as a brain MRI volume" in error.value.msg
+
+
+def test_datastore_rejects_non_volumes_and_lists_healthy_images(tmp_path, demo_patient):
+    store = VolumeDatastore(str(tmp_path / "studies"), auto_reload=False)
+    text = tmp_path / "upload.txt"
+    text.write_text("hello")
+    with pytest.raises(MONAILabelException) as error:
+        store.add_image("notes", str(text), {})
+    assert "notes.txt: unsupported file type" in error.value.msg
+    assert store.list_images() == []
+    store.add_image("healthy_one", str(demo_patient), {"healthy": True})
+    store.add_image("patient", str(demo_patient), {})
+    store.add_image("healthy_two", str(demo_patient), {"healthy": "yes"})
+    assert [e["id"] for e in training_images(store)] == ["healthy_one", "healthy_two", "patient"]
+    assert [e["id"] for e in training_images(store, healthy_only=True)] == ["healthy_one", "healthy_two"]
+    assert not is_healthy({"healthy": "no"}) and not is_healthy({})
+
+
+def test_split_images_keeps_enough_for_training():
+    images = [{"id": str(i)} for i in range(10)]
+    train, val = split_images(images, 0.2)
+    assert [e["id"] for e in val] == ["8", "9"] and len(train) == 8
+    few = images[:2]
+    assert split_images(few, 0.2) == (few, few), "too few images to hold some out: validate on the training ones"
+    assert split_images(images[:1], 0.9) == (images[:1], images[:1])
+
+
+def test_train_task_without_images_says_so(app_dir, tmp_path, demo_patient):
+    task = DisyreTrainTask(str(app_dir / BUNDLE_SUBDIR), {})
+    assert {"healthy_only", "max_epochs", "epoch_length", "pretrained"} <= set(task.config())
+    store = VolumeDatastore(str(tmp_path / "studies"), auto_reload=False)
+    store.add_image("patient", str(demo_patient), {})
+    with pytest.raises(MONAILabelException) as error:
+        task({"healthy_only": True}, store)
+    assert "no image tagged healthy" in error.value.msg
+    with pytest.raises(MONAILabelException) as error:
+        task({"max_epochs": 0}, store)
+    assert "max_epochs must be in [1" in error.value.msg
