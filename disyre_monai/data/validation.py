@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
-from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor, look_up_option
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 from disyre_monai.data.datalist import IMAGE_SUFFIXES
 from disyre_monai.utils import check_int, check_number, source_name
@@ -119,6 +119,12 @@ def _check_nifti(p: Path, key: str, size: int, max_voxels: int, verify_compressi
             raise ValueError(f"{key} file {p} is truncated: {size:,} bytes, its header needs {needed:,}.")
 
 
+def _check_policy(owner: str, nonfinite: str) -> str:
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"{owner}: nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}.")
+    return nonfinite
+
+
 def _spacing(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(0))
 
@@ -146,7 +152,7 @@ def validate_volume(
         ValueError: naming the volume and the problem.
     """
     name = name or source_name(img, "<array>")
-    nonfinite = look_up_option(nonfinite, NONFINITE_POLICIES)
+    nonfinite = _check_policy("validate_volume", nonfinite)
     x = convert_to_tensor(img, track_meta=True)
     if x.dtype.is_complex:
         raise ValueError(f"{name}: complex voxels ({x.dtype}) are not supported; pass magnitude images.")
@@ -260,7 +266,7 @@ class ValidateImage(Transform):
         name = type(self).__name__
         self.channels = None if channels is None else check_int(name, "channels", channels, 1, 10_000)
         self.max_voxels = check_int(name, "max_voxels", max_voxels, 1)
-        self.nonfinite = look_up_option(nonfinite, NONFINITE_POLICIES)
+        self.nonfinite = _check_policy(name, nonfinite)
         self.max_anisotropy = check_number(name, "max_anisotropy", max_anisotropy, 1.0)
 
     def __call__(self, img: NdarrayOrTensor, name: str | None = None) -> torch.Tensor:

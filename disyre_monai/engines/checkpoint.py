@@ -17,7 +17,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from disyre_monai.engines.rng import capture_rng_state, restore_rng_state
-from disyre_monai.io import atomic_torch_save, safe_torch_load, verify_torch_file
+from disyre_monai.io import atomic_torch_save, remove_stale_temporaries, safe_torch_load, verify_torch_file
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
 logger = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ class CheckpointResumer:
 
     On attach (before the run starts) it loads the model, optimiser and LR-scheduler states of ``load_dict``
     and the engine's iteration, so the run continues where the checkpoint left off, mid-epoch included; when
-    the run starts it restores the RNG states and the AMP gradient scaler saved with it. Loading uses
+    the run starts it restores the RNG states and the AMP gradient scaler saved with it. Temporary files of a
+    save that was killed are deleted first. Loading uses
     ``torch.load(weights_only=True)``: a checkpoint can hold tensors and plain values only. A newest checkpoint
     that is truncated or corrupt is renamed ``<name>.corrupt`` with a warning and the previous one is used.
 
@@ -168,6 +169,9 @@ class CheckpointResumer:
     def attach(self, engine: Engine) -> None:
         if not self.enabled:
             return
+        stale = remove_stale_temporaries(self.save_dir)
+        if stale:
+            logger.info(f"resume: removed {len(stale)} temporary file(s) of an interrupted save in {self.save_dir}")
         found = self._load_newest()
         if found is None:
             logger.info(f"resume: no checkpoint in {self.save_dir}, starting from scratch")

@@ -129,7 +129,7 @@ class FailureReport:
             return summary
         where = f" (details in {self.path})" if self.path is not None and self.write_enabled else ""
         lines = [f"{self.run}: {len(self.failures)} case(s) failed, {self.num_completed} completed{where}:"]
-        lines += [f"  {r['case']} [{r['stage']}] {r['error'][:300]}" for r in self.failures]
+        lines += [f"  {r['case']} [{r['stage']}] {r['error'].splitlines()[0][:300]}" for r in self.failures]
         print("\n".join(lines), flush=True)
         if self.exit_on_failure:
             raise SystemExit(1)
