@@ -75,7 +75,7 @@ class ResumableSampleStream(IterableDataset):
         seed: base seed of the stream.
         shuffle: permute the cases in every pass (False: in order).
         replay_batches: earlier batches replayed per worker to rebuild stateful caches (None: enough to fill
-            the largest cache; 0: none).
+            the largest cache, plus one; 0: none).
         collate_fn: collates the samples of one batch (default MONAI ``list_data_collate``).
     """
 
@@ -139,7 +139,9 @@ class ResumableSampleStream(IterableDataset):
         tensors = [v for v in probe.values() if isinstance(v, torch.Tensor)] if isinstance(probe, dict) else []
         first = tensors[0] if tensors else None
         per_batch = max(int(first.shape[0]) if first is not None else self.batch_size, 1)
-        return math.ceil(capacity / per_batch)
+        # One batch more than the capacity needs: the first replayed case starts from an empty cache, so it
+        # draws differently from the original run (each case is re-seeded, so only that case differs).
+        return math.ceil(capacity / per_batch) + 1
 
     def __iter__(self) -> Iterator:
         rank, world_size = _distributed()
