@@ -191,7 +191,14 @@ def validate_volume(
                          "expected.")
     affine = getattr(x, "affine", None)
     if affine is not None and tuple(affine.shape) == (4, 4):
-        _warn_geometry(name, np.asarray(affine, dtype=np.float64), max_anisotropy)
+        affine = np.asarray(affine, dtype=np.float64)
+        if not np.isfinite(affine).all():
+            raise ValueError(f"{name}: the affine (voxel-to-world matrix) holds NaN or infinite values; fix the "
+                             "header.")
+        if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise ValueError(f"{name}: the affine (voxel-to-world matrix) is singular (voxel sizes "
+                             f"{np.round(_spacing(affine), 6).tolist()}); fix the header.")
+        _warn_geometry(name, affine, max_anisotropy)
     return x
 
 

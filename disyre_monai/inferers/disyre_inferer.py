@@ -125,6 +125,9 @@ class DisyreInferer(Inferer):
         self.sw_batch_size = check_int(name, "sw_batch_size", sw_batch_size, 1, 1_000_000)
         self.foreground_weighting = bool(foreground_weighting)
         self.size_divisor = check_int(name, "size_divisor", size_divisor, 1, 4096)
+        if self.roi_size is not None and any(r % self.size_divisor for r in self.roi_size):
+            raise ValueError(f"{name}: roi_size {self.roi_size} must be a multiple of size_divisor "
+                             f"{self.size_divisor} (the network's downsampling).")
         self.slice_axis = check_int(name, "slice_axis", slice_axis, 0, 2)
         self.slice_batch_size = check_int(name, "slice_batch_size", slice_batch_size, 1, 1_000_000)
         self.current_slice_batch_size, self.current_sw_batch_size = self.slice_batch_size, self.sw_batch_size
@@ -152,6 +155,9 @@ class DisyreInferer(Inferer):
         if fg.shape != (x.shape[0], 1, *x.shape[2:]):
             raise ValueError(f"{name}: mask must have shape {(x.shape[0], 1, *x.shape[2:])}, got {tuple(fg.shape)}.")
         fg = fg.as_subclass(torch.Tensor).to(x.device)
+        expected = getattr(getattr(network, "module", network), "in_channels", None)
+        if isinstance(expected, int) and expected != x.shape[1]:
+            raise ValueError(f"{name}: inputs have {x.shape[1]} channel(s), the network expects {expected}.")
         slices, slice_fg = self._to_slices(x), self._to_slices(fg.float())
         out = self._score_slices(slices, slice_fg, network)
         out = self._from_slices(out, x)
