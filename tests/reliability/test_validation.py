@@ -130,3 +130,14 @@ def test_check_files_skips_loaded_arrays_and_missing_keys(tmp_path):
     assert checker(data) is not data and checker(data)["other"] == 3
     with pytest.raises(FileNotFoundError, match=r"mask file .*none\.nii does not exist"):
         checker({"image": np.ones(2), "mask": str(tmp_path / "none.nii")})
+
+
+def test_a_broken_affine_is_refused():
+    singular = torch.eye(4, dtype=torch.float64)
+    singular[2, 2] = 0
+    with pytest.raises(ValueError, match=r"scan\.nii: the affine .* is singular \(voxel sizes \[1.0, 1.0, 0.0\]\)"):
+        ValidateImage()(MetaTensor(torch.rand(1, 3, 3, 3) + 0.1, affine=singular), name="scan.nii")
+    broken = torch.eye(4, dtype=torch.float64)
+    broken[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="holds NaN or infinite values"):
+        ValidateImage()(MetaTensor(torch.rand(1, 3, 3, 3) + 0.1, affine=broken))
