@@ -15,6 +15,7 @@ COMMANDS = {
     "preprocess": "disyre_monai.preprocess:preprocess_dataset",
     "evaluate": "disyre_monai.metrics.evaluate:evaluate_maps",
     "label": "disyre_monai.apps.monailabel.server:start_server",
+    "validate": "disyre_monai.data.validation:validate_dataset",
 }
 
 

@@ -141,3 +141,25 @@ def test_a_broken_affine_is_refused():
     broken[0, 3] = float("nan")
     with pytest.raises(ValueError, match="holds NaN or infinite values"):
         ValidateImage()(MetaTensor(torch.rand(1, 3, 3, 3) + 0.1, affine=broken))
+
+
+def test_validate_command_lists_every_bad_case_and_exits_nonzero(tmp_path, bad_cases, handled_cases):
+    import json
+    import subprocess
+    import sys
+
+    from disyre_monai.data.validation import validate_dataset
+
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": list(bad_cases.values()), "training": list(handled_cases.values())}))
+    with pytest.raises(SystemExit):
+        validate_dataset(str(datalist), output=str(tmp_path / "report.json"))
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["num_failed"] == len(bad_cases) and report["num_completed"] == len(handled_cases)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    bad_inputs.good_case(clean)
+    assert validate_dataset(str(clean))["num_failed"] == 0
+    done = subprocess.run([sys.executable, "-m", "disyre_monai.cli", "validate", str(datalist), "--split", "test"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"validate: 0 of {len(bad_cases)} case(s) passed" in done.stdout
