@@ -62,8 +62,10 @@ class ResumableSampleStream(IterableDataset):
     ``e = p // N`` over the ``N`` cases) with ``dataset.transform``'s random transforms seeded by
     :func:`sample_seed` ``(seed, p)``. Stateful caches (the foreign-patch cache, whose content depends on the
     samples seen before) are rebuilt on resume by replaying the last batches of the same ``DataLoader``
-    worker. Batch ``b`` comes from worker ``b mod num_workers``, as in ``DataLoader``'s round-robin order, so a
-    resumed run (same ``num_workers``, batch size, seed and data) continues with exactly the same batches.
+    worker: ``DataLoader`` deals batches to its workers round-robin, so in an uninterrupted run the batches
+    congruent modulo ``num_workers`` share one worker and its caches; each worker of a resumed iterator replays
+    the latest such batches before its first. A resumed run (same ``num_workers``, batch size, seed and data)
+    therefore continues with exactly the batches of the uninterrupted one.
 
     Attach it to the trainer (it is a handler): at ``STARTED`` it reads the trainer's iteration, e.g. the one
     restored by :class:`~disyre_monai.engines.CheckpointResumer`, and the next iterator starts there.
@@ -131,6 +133,7 @@ class ResumableSampleStream(IterableDataset):
         return self.collate_fn([self.sample(p) for p in range(first, first + self.batch_size)])
 
     def _replay_count(self, probe_index: int, rank: int, world_size: int) -> int:
+        """Batches to replay: ``replay_batches``, or enough to refill the largest stateful cache plus one."""
         caches = stateful_caches(self.dataset.transform)
         if self.replay_batches is not None or not caches:
             return self.replay_batches or 0
@@ -148,17 +151,16 @@ class ResumableSampleStream(IterableDataset):
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         first = self.start_batch + worker
-        replay = self._replay_count(first, rank, world_size)
+        earlier = range(first - workers, -1, -workers)  # batches that shared this worker's caches, newest first
+        replay = self._replay_count(first, rank, world_size) if len(earlier) else 0
         for cache in stateful_caches(self.dataset.transform):
             cache.crops.clear()
-        history = list(range(first - workers, -1, -workers))[:replay][::-1]  # same worker's batches, oldest first
-        for index in history:
+        for index in reversed(earlier[:replay]):
             self.batch(index, rank, world_size)
         index = first
         while True:
             yield self.batch(index, rank, world_size)
             index += workers
-
 
 
 class ResumeStream:
