@@ -31,8 +31,8 @@ def model_file(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def all_cases(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cases")
-    good = {f"good {i}": bad_inputs.good_case(folder / f"good{i}", f"good{i}", seed=i) for i in range(2)
-            if (folder / f"good{i}").mkdir() is None}
+    (folder / "good").mkdir()
+    good = {f"good {i}": bad_inputs.good_case(folder / "good", f"good{i}", seed=i) for i in range(2)}
     bad = bad_inputs.build(folder / "bad", bad_inputs.BAD)
     handled = bad_inputs.build(folder / "handled", bad_inputs.HANDLED)
     datalist = folder / "datalist.json"
