@@ -163,3 +163,23 @@ def test_validate_command_lists_every_bad_case_and_exits_nonzero(tmp_path, bad_c
     done = subprocess.run([sys.executable, "-m", "disyre_monai.cli", "validate", str(datalist), "--split", "test"],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and f"validate: 0 of {len(bad_cases)} case(s) passed" in done.stdout
+
+
+def test_inference_preprocessing_as_monai_label_uses_it(tmp_path, bad_cases):
+    """MONAI Label's bundle infer task runs the config's preprocessing with image_only=False, then the inferer."""
+    from monai.transforms import LoadImaged
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    pre = parser.get_parsed_content("preprocessing")
+    for t in pre.transforms:
+        if isinstance(t, LoadImaged):
+            t._loader.image_only = False
+    data = pre({"image": bad_inputs.save(tmp_path / "upload.nii.gz", bad_inputs.brain())})
+    torch.manual_seed(0)
+    net = DisyreUNet(preset="small").eval()
+    amap = parser.get_parsed_content("inferer")(data["image"][None], net)
+    assert amap.shape == (1, 1, *bad_inputs.SHAPE) and torch.isfinite(amap).all()
+    with pytest.raises(Exception) as caught:
+        pre({"image": bad_cases["text named .nii.gz"]["image"]})
+    assert "notes.nii.gz is truncated or corrupt" in failure_record({}, "load", caught.value)["error"]
