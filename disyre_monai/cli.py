@@ -15,6 +15,7 @@ COMMANDS = {
     "preprocess": "disyre_monai.preprocess:preprocess_command",
     "evaluate": "disyre_monai.metrics.evaluate:evaluate_command",
     "label": "disyre_monai.apps.monailabel.server:start_server",
+    "validate": "disyre_monai.data.validation:validate_dataset",
 }
 
 

@@ -1,4 +1,10 @@
-"""Checkpoints that are never torn: written to a temporary file in the same folder, then renamed."""
+"""Checkpoints that are never torn (temporary file, then rename) and a resume that skips corrupt ones.
+
+A periodic checkpoint holds everything a resumed run needs to continue as if never stopped: model,
+optimiser, LR scheduler, the engine's iteration, the AMP gradient scaler and the global RNG states (Python,
+numpy, torch CPU and CUDA, as tensors so that ``weights_only`` loading accepts them). The training data stream
+(:class:`~disyre_monai.engines.ResumableSampleStream`) needs no state: its batches follow from the iteration.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,38 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
-from disyre_monai.io import atomic_torch_save
+from disyre_monai.engines.rng import capture_rng_state, restore_rng_state
+from disyre_monai.io import atomic_torch_save, remove_stale_temporaries, safe_torch_load, verify_torch_file
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
 logger = logging.getLogger(__name__)
 
 
-def latest_checkpoint(save_dir: str | os.PathLike) -> str | None:
-    """Path of the newest complete ``checkpoint_<iteration>.pt`` in ``save_dir``, or None if there is none."""
+def list_checkpoints(save_dir: str | os.PathLike) -> list[Path]:
+    """Every ``checkpoint_<iteration>.pt`` in ``save_dir``, newest (highest iteration) first."""
     folder = Path(save_dir)
     if not folder.is_dir():
-        return None
+        return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return str(max(found)[1]) if found else None
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(save_dir: str | os.PathLike, verify: bool = True) -> str | None:
+    """Path of the newest complete ``checkpoint_<iteration>.pt`` in ``save_dir``, or None if there is none.
+
+    With ``verify``, a file that is truncated or fails its CRC check is skipped with a warning naming it, and
+    the previous checkpoint is returned.
+    """
+    for path in list_checkpoints(save_dir):
+        if not verify:
+            return str(path)
+        try:
+            verify_torch_file(path)
+        except ValueError as e:
+            logger.warning(f"skipping {e}")
+            continue
+        return str(path)
+    return None
 
 
 class AtomicCheckpointSaver:
@@ -79,6 +104,10 @@ class AtomicCheckpointSaver:
         state = {k: v.state_dict() for k, v in self.save_dict.items() if k != self.final_key}
         state[self.final_key] = self._model_state()
         state["trainer"] = engine.state_dict()
+        state["rng"] = capture_rng_state()
+        scaler = getattr(engine, "scaler", None)
+        if scaler is not None and hasattr(scaler, "state_dict"):
+            state["grad_scaler"] = scaler.state_dict()
         path = self.save_dir / f"checkpoint_{engine.state.iteration:08d}.pt"
         atomic_torch_save(state, path)
         older = sorted(p for p in self.save_dir.iterdir() if CHECKPOINT_PATTERN.match(p.name))[: -self.n_saved]
@@ -102,34 +131,84 @@ class CheckpointResumer:
     """Resume training from the newest complete checkpoint of ``save_dir``, when there is one.
 
     On attach (before the run starts) it loads the model, optimiser and LR-scheduler states of ``load_dict``
-    and the engine's iteration, so the run continues where the checkpoint left off, mid-epoch included.
-    Loading uses ``torch.load(weights_only=True)``: a checkpoint can hold tensors and plain values only.
+    and the engine's iteration, so the run continues where the checkpoint left off, mid-epoch included; when
+    the run starts it restores the RNG states and the AMP gradient scaler saved with it. Temporary files of a
+    save that was killed are deleted first. Loading uses
+    ``torch.load(weights_only=True)``: a checkpoint can hold tensors and plain values only. A newest checkpoint
+    that is truncated or corrupt is renamed ``<name>.corrupt`` with a warning and the previous one is used.
 
     Args:
         save_dir: folder of ``checkpoint_<iteration>.pt`` files (see :class:`AtomicCheckpointSaver`).
         load_dict: name -> object with ``load_state_dict`` (the same names as when saving).
         enabled: False turns the handler off (e.g. a config's ``resume`` flag).
         map_location: device for the loaded tensors.
+
+    Raises:
+        ValueError: when the chosen checkpoint lacks an entry of ``load_dict`` or its model weights do not fit
+            the network (naming the file, the parameter and both shapes).
     """
 
     def __init__(self, save_dir: str, load_dict: dict[str, Any], enabled: bool = True, map_location=None) -> None:
         self.save_dir, self.load_dict = save_dir, load_dict
         self.enabled, self.map_location = bool(enabled), map_location
+        self.loaded_path: str | None = None
+        self._pending: dict[str, Any] = {}
+
+    def _load_newest(self) -> tuple[Path, dict] | None:
+        for path in list_checkpoints(self.save_dir):
+            try:
+                checkpoint = safe_torch_load(path, map_location=self.map_location)
+            except ValueError as e:
+                aside = path.with_name(path.name + ".corrupt")
+                os.replace(path, aside)
+                logger.warning(f"resume: {e} Moved aside to {aside.name}; trying the previous checkpoint.")
+                continue
+            return path, checkpoint
+        return None
 
     def attach(self, engine: Engine) -> None:
         if not self.enabled:
             return
-        path = latest_checkpoint(self.save_dir)
-        if path is None:
+        stale = remove_stale_temporaries(self.save_dir)
+        if stale:
+            logger.info(f"resume: removed {len(stale)} temporary file(s) of an interrupted save in {self.save_dir}")
+        found = self._load_newest()
+        if found is None:
             logger.info(f"resume: no checkpoint in {self.save_dir}, starting from scratch")
             return
-        import torch
-
-        checkpoint = torch.load(path, map_location=self.map_location, weights_only=True)
+        path, checkpoint = found
+        if not isinstance(checkpoint, dict):
+            raise ValueError(f"CheckpointResumer: {path} holds a {type(checkpoint).__name__}, not a checkpoint dict.")
         missing = [k for k in [*self.load_dict, "trainer"] if k not in checkpoint]
         if missing:
             raise ValueError(f"CheckpointResumer: {path} lacks {missing} (has {sorted(checkpoint)}).")
+        import torch
+
+        from disyre_monai.networks.loading import check_state_dict
+
         for name, obj in self.load_dict.items():
-            getattr(obj, "module", obj).load_state_dict(checkpoint[name])
+            target = getattr(obj, "module", obj)
+            if isinstance(target, torch.nn.Module):
+                check_state_dict(target, checkpoint[name], f"checkpoint {path} [{name}]")
+            target.load_state_dict(checkpoint[name])
+        configured_epochs = engine.state.max_epochs
         engine.load_state_dict(checkpoint["trainer"])
+        if configured_epochs is not None:  # the configured length wins, so a finished run can be extended
+            if engine.state.epoch > configured_epochs:
+                raise ValueError(f"CheckpointResumer: {path} is at epoch {engine.state.epoch}, beyond max_epochs="
+                                 f"{configured_epochs}; raise max_epochs to continue from it.")
+            engine.state.max_epochs = configured_epochs
+        self._pending = {k: checkpoint[k] for k in ("rng", "grad_scaler") if k in checkpoint}
+        if "rng" not in checkpoint:
+            logger.warning(f"resume: {path} holds no RNG states (older format); random draws will differ")
+        engine.add_event_handler(Events.STARTED, self._restore_run_state)
+        self.loaded_path = str(path)
         logger.info(f"resume: continuing from {path} (iteration {engine.state.iteration})")
+
+    def _restore_run_state(self, engine: Engine) -> None:
+        if "rng" in self._pending:
+            restore_rng_state(self._pending["rng"])
+        scaler = getattr(engine, "scaler", None)
+        if "grad_scaler" in self._pending and scaler is not None and self._pending["grad_scaler"]:
+            scaler.load_state_dict(self._pending["grad_scaler"])
+        self._pending = {}

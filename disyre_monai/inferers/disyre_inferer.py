@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -11,7 +12,27 @@ from monai.utils import convert_to_dst_type, ensure_tuple_rep, look_up_option
 from tqdm.auto import tqdm
 
 from disyre_monai.schedulers import DisyreScheduler
-from disyre_monai.utils import check_int, check_number
+from disyre_monai.utils import check_int, check_number, source_name
+
+logger = logging.getLogger(__name__)
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA ``OutOfMemoryError``, ``MemoryError`` and allocator ``RuntimeError``s (CPU or GPU)."""
+    oom_type = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(error, (oom_type, torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MESSAGES)
+
+
+def _network_device(network: Callable, default: torch.device) -> torch.device:
+    """Device of the network's first parameter (``default`` for parameter-free callables)."""
+    params = getattr(network, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return default
 
 INFERENCE_METHODS = ("mean_single_step", "multi_step")
 MULTI_STEP_SCORES = ("direction", "update")
@@ -30,10 +51,14 @@ class DisyreInferer(Inferer):
       restoration direction of the paper) or of ``|x_next - x_t|`` (``"update"``, the path actually taken).
 
     Volumes are cut into 2D slices along ``slice_axis``; slices with no foreground are skipped (score 0) and
-    the others go through the network ``slice_batch_size`` at a time. Each slice is processed whole (padded to
-    ``size_divisor``) or, with ``roi_size``, by sliding windows of the training size whose scores are blended
-    with Gaussian importance weights (and, with ``foreground_weighting``, weighted by each window's brain
-    fraction). Channel scores are averaged; the map is multiplied by the brain mask.
+    the others go through the network ``slice_batch_size`` at a time, moved to the network's device batch by
+    batch (a volume kept on the CPU can be scored on a GPU). When a batch runs out of memory (CUDA
+    ``OutOfMemoryError`` or a CPU allocation failure), the slice batch is halved, down to one slice, then the
+    sliding-window batch, and the batch is retried with a warning; the smaller sizes are kept for later calls.
+    Each slice is processed whole (padded to ``size_divisor``) or, with ``roi_size``, by sliding windows of the
+    training size whose scores are blended with Gaussian importance weights (and, with ``foreground_weighting``,
+    weighted by each window's brain fraction). Channel scores are averaged; the map is multiplied by the brain
+    mask.
 
     Args:
         method: "mean_single_step" or "multi_step".
@@ -100,8 +125,12 @@ class DisyreInferer(Inferer):
         self.sw_batch_size = check_int(name, "sw_batch_size", sw_batch_size, 1, 1_000_000)
         self.foreground_weighting = bool(foreground_weighting)
         self.size_divisor = check_int(name, "size_divisor", size_divisor, 1, 4096)
+        if self.roi_size is not None and any(r % self.size_divisor for r in self.roi_size):
+            raise ValueError(f"{name}: roi_size {self.roi_size} must be a multiple of size_divisor "
+                             f"{self.size_divisor} (the network's downsampling).")
         self.slice_axis = check_int(name, "slice_axis", slice_axis, 0, 2)
         self.slice_batch_size = check_int(name, "slice_batch_size", slice_batch_size, 1, 1_000_000)
+        self.current_slice_batch_size, self.current_sw_batch_size = self.slice_batch_size, self.sw_batch_size
         self.foreground_threshold = check_number(name, "foreground_threshold", foreground_threshold)
         self.multi_step_score = look_up_option(multi_step_score, MULTI_STEP_SCORES)
         self.return_intermediates = bool(return_intermediates)
@@ -110,17 +139,25 @@ class DisyreInferer(Inferer):
 
     @torch.no_grad()
     def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
-        name = type(self).__name__
-        x = torch.as_tensor(inputs).float()
+        name = f"{type(self).__name__}: {source_name(inputs, 'inputs')}"
+        x = torch.as_tensor(inputs)
+        if x.dtype.is_complex:
+            raise ValueError(f"{name}: complex inputs ({x.dtype}) are not supported.")
+        x = x.float()
         if x.ndim not in (4, 5):
             raise ValueError(f"{name}: inputs must be (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}.")
+        if x.numel() == 0:
+            raise ValueError(f"{name}: inputs are empty, shape {tuple(x.shape)}.")
         if not torch.isfinite(x).all():
-            raise ValueError(f"{name}: inputs contain NaN or Inf values.")
+            raise ValueError(f"{name}: inputs contain {int((~torch.isfinite(x)).sum())} NaN or Inf values.")
         x = x.as_subclass(torch.Tensor)
         fg = (x > self.foreground_threshold).any(1, keepdim=True) if mask is None else torch.as_tensor(mask) > 0
         if fg.shape != (x.shape[0], 1, *x.shape[2:]):
             raise ValueError(f"{name}: mask must have shape {(x.shape[0], 1, *x.shape[2:])}, got {tuple(fg.shape)}.")
         fg = fg.as_subclass(torch.Tensor).to(x.device)
+        expected = getattr(getattr(network, "module", network), "in_channels", None)
+        if isinstance(expected, int) and expected != x.shape[1]:
+            raise ValueError(f"{name}: inputs have {x.shape[1]} channel(s), the network expects {expected}.")
         slices, slice_fg = self._to_slices(x), self._to_slices(fg.float())
         out = self._score_slices(slices, slice_fg, network)
         out = self._from_slices(out, x)
@@ -147,10 +184,42 @@ class DisyreInferer(Inferer):
         channels = 1 + (len(self.timesteps) * x.shape[1] if self.return_intermediates else 0)
         out = x.new_zeros(x.shape[0], channels, *x.shape[2:])
         keep = torch.nonzero(fg.flatten(1).any(1)).flatten()
-        chunks = keep.split(self.slice_batch_size)
-        for idx in tqdm(chunks, desc="DISYRE slices", unit="batch", disable=not self.progress):
-            out[idx] = self._score_batch(x[idx], fg[idx], network)
+        device = _network_device(network, x.device)
+        start = 0
+        with tqdm(total=len(keep), desc="DISYRE slices", unit="slice", disable=not self.progress) as bar:
+            while start < len(keep):
+                idx = keep[start : start + self.current_slice_batch_size]
+                try:
+                    scored = self._score_batch(x[idx].to(device), fg[idx].to(device), network)
+                except Exception as e:
+                    if not is_out_of_memory(e):
+                        raise
+                    self._shrink_after_oom(e, tuple(x.shape[2:]))
+                    continue
+                out[idx] = scored.to(out.device)
+                start += len(idx)
+                bar.update(len(idx))
         return out
+
+    def _shrink_after_oom(self, error: BaseException, slice_shape: tuple[int, ...]) -> None:
+        """Halve the slice batch (then the window batch) after an out-of-memory error, or raise a clear one."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        name = type(self).__name__
+        if self.current_slice_batch_size > 1:
+            self.current_slice_batch_size = max(self.current_slice_batch_size // 2, 1)
+            what = f"slice_batch_size {self.current_slice_batch_size}"
+        elif self.roi_size is not None and self.current_sw_batch_size > 1:
+            self.current_sw_batch_size = max(self.current_sw_batch_size // 2, 1)
+            what = f"sw_batch_size {self.current_sw_batch_size}"
+        else:
+            raise MemoryError(
+                f"{name}: out of memory with one slice of shape {slice_shape} per batch"
+                + (f" and one {self.roi_size} window" if self.roi_size else "")
+                + "; use roi_size (sliding windows), a smaller window or a device with more memory. "
+                f"Last error: {str(error).splitlines()[0][:300]}"
+            ) from error
+        logger.warning(f"{name}: out of memory, retrying with {what} ({str(error).splitlines()[0][:200]})")
 
     def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
         if self.roi_size is None:
@@ -160,7 +229,7 @@ class DisyreInferer(Inferer):
             return self._restore_and_score(padded, network)[:, :, :h, :w]
         predictor = self._weighted_predictor(network, x.shape[1])
         blended = sliding_window_inference(
-            torch.cat([x, fg], 1), self.roi_size, self.sw_batch_size, predictor, self.overlap, self.blend_mode,
+            torch.cat([x, fg], 1), self.roi_size, self.current_sw_batch_size, predictor, self.overlap, self.blend_mode,
             self.sigma_scale, padding_mode="constant", cval=0.0,
         )
         if not self.foreground_weighting:

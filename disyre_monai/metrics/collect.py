@@ -40,16 +40,20 @@ class CaseCollector(ABC):
         pred_key, label_key, mask_key, image_key: keys of the decollated evaluator output/batch.
         healthy_key: batch key whose value ``"healthy"`` marks a lesion-free case with no label
             (the ``role`` written by :mod:`disyre_monai.data.adapters`).
+        failures: a :class:`~disyre_monai.engines.FailureReport`: a case that cannot be scored (no label,
+            shapes that differ, NaN in a map) is recorded there with stage ``"evaluation"`` and left out,
+            and the run goes on. None: the error stops the run.
     """
 
     def __init__(self, protocol: str | Protocol = "exact", baselines: Mapping[str, Inferer] | None = None,
                  model_name: str = "disyre", pred_key: str = "pred", label_key: str = "label",
-                 mask_key: str = "mask", image_key: str = "image", healthy_key: str = "role") -> None:
+                 mask_key: str = "mask", image_key: str = "image", healthy_key: str = "role", failures=None) -> None:
         self.protocol = look_up_protocol(protocol)
         self.baselines = dict(baselines or {})
         self.model_name = model_name
         self.methods = [model_name, *self.baselines]
         self.keys = (pred_key, label_key, mask_key, image_key, healthy_key)
+        self.failures = failures
         self.evaluation: AnomalyEvaluation | None = None  # created when the engine starts (or at the first case)
 
     def _new_evaluation(self) -> AnomalyEvaluation:
@@ -79,10 +83,15 @@ class CaseCollector(ABC):
         for out, item in zip(engine.state.output, engine.state.batch):  # both decollated by MONAI
             name = Path(source_name(item[image_key], "case")).name
             healthy = item.get(healthy_key) == "healthy"
-            if label_key not in item and not healthy:
-                raise KeyError(f"{type(self).__name__}: case {name} has no {label_key!r} (lesion mask) to evaluate "
-                               f"against; give one, or mark the case {healthy_key}='healthy'.")
-            self.add_case(name, out[pred_key], item.get(label_key), item[mask_key], item[image_key], healthy)
+            try:
+                if label_key not in item and not healthy:
+                    raise KeyError(f"{type(self).__name__}: case {name} has no {label_key!r} (lesion mask) to "
+                                   f"evaluate against; give one, or mark the case {healthy_key}='healthy'.")
+                self.add_case(name, out[pred_key], item.get(label_key), item[mask_key], item[image_key], healthy)
+            except Exception as error:
+                if self.failures is None:
+                    raise
+                self.failures.record(source_name(item[image_key], name), "evaluation", error)
 
     @abstractmethod
     def _completed(self, engine: Engine) -> None:

@@ -137,14 +137,17 @@ class AnomalyEvaluation:
             subsample = np.random.default_rng([self.seed, index]).integers(0, labels.size, protocol.voxels_per_volume)
         voxel_ml = 1e-3 if voxel_volume_ml is None else float(voxel_volume_ml)
         lesion_ml = float(truth.sum()) * voxel_ml
-        rows = []
-        for method in self.methods:
+        checked = {}
+        for method in self.methods:  # every map is checked before anything is accumulated
             amap = _volume(maps[method], name, f"map {method!r}").astype(np.float32, copy=False)
             if amap.shape != brain.shape:
                 raise ValueError(f"AnomalyEvaluation: case {name}: map {method!r} {amap.shape} and mask {brain.shape}"
                                  " differ.")
             if not np.isfinite(amap).all():
                 raise ValueError(f"AnomalyEvaluation: case {name}: map {method!r} contains NaN or Inf.")
+            checked[method] = amap
+        rows = []
+        for method, amap in checked.items():
             if protocol.mask_erosion:
                 amap = amap * kept
             amap = median_filter_map(amap, protocol.median_filter)

@@ -47,7 +47,7 @@ def test_output_shape_equals_input_and_identity_gives_zero(kwargs, shape):
 def test_sliding_window_matches_whole_slice_for_pointwise_network(kwargs, shape):
     x = _brain(shape)
     whole = DisyreInferer(method=kwargs["method"], size_divisor=1)(x, squared)
-    assert torch.allclose(DisyreInferer(**kwargs)(x, squared), whole, atol=1e-5)
+    assert torch.allclose(DisyreInferer(size_divisor=4, **kwargs)(x, squared), whole, atol=1e-5)
 
 
 def test_slice_axis_does_not_change_pointwise_map_and_empty_slices_are_skipped():
@@ -158,3 +158,11 @@ def test_bad_arguments(kwargs, match):
 def test_bad_inputs(x, mask, match):
     with pytest.raises(ValueError, match=match):
         DisyreInferer()(x, identity, mask=mask)
+
+
+def test_windows_must_fit_the_network_and_channels_must_match():
+    with pytest.raises(ValueError, match=r"roi_size \(4, 4\) must be a multiple of size_divisor 8"):
+        DisyreInferer(roi_size=4, size_divisor=8)
+    net = DisyreUNet(preset="small")
+    with pytest.raises(ValueError, match="inputs have 2 channel\\(s\\), the network expects 1"):
+        DisyreInferer(size_divisor=8)(torch.rand(1, 2, 8, 8), net)

@@ -1,0 +1,83 @@
+"""Loading network weights safely (weights-only) with errors that name the file, the parameter and both shapes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+import torch
+from ignite.engine import Engine, Events
+
+from disyre_monai.io import safe_torch_load
+
+logger = logging.getLogger(__name__)
+
+
+def check_state_dict(module: torch.nn.Module, state: Mapping, source: str = "checkpoint") -> None:
+    """Raise ``ValueError`` unless ``state`` has exactly ``module``'s parameter names and shapes.
+
+    The message names ``source``, the first mismatching parameter with both shapes (and how many differ), or
+    the missing and unexpected names; a network built from a ``preset`` is named in the hint.
+    """
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{source}: expected a state dict (parameter name -> tensor), got {type(state).__name__} "
+                         f"with keys {list(state)[:8] if isinstance(state, Mapping) else '-'}.")
+    own = module.state_dict()
+    preset = getattr(module, "preset", None)
+    hint = f" (this network: preset {preset!r}; was the checkpoint trained with another preset?)" if preset else ""
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        name, theirs, ours = mismatched[0]
+        more = f"; {len(mismatched) - 1} more parameter(s) differ" if len(mismatched) > 1 else ""
+        raise ValueError(f"{source}: parameter {name!r} has shape {theirs} in the checkpoint but {ours} in the network"
+                         f"{more}{hint}.")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: the checkpoint does not match the network{hint}: {len(missing)} missing parameter(s) "
+            f"{missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}."
+        )
+
+
+def load_network_weights(
+    network: torch.nn.Module, path: str | os.PathLike, map_location=None, key: str = "model"
+) -> torch.nn.Module:
+    """Load a state dict saved with ``torch.save`` into ``network`` (weights-only, checked first).
+
+    ``path`` may hold the state dict itself (``models/model.pt``) or a training checkpoint holding it under
+    ``key`` (``checkpoint_<iteration>.pt``). A ``DistributedDataParallel`` wrapper is looked through.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: corrupt or unsafe file, or weights that do not fit the network (see :func:`check_state_dict`).
+    """
+    state = safe_torch_load(path, map_location=map_location, what="model file")
+    if isinstance(state, Mapping) and isinstance(state.get(key), Mapping) and "trainer" in state:
+        state = state[key]
+    module = getattr(network, "module", network)
+    check_state_dict(module, state, f"model file {path}")
+    module.load_state_dict(state)
+    logger.info(f"loaded network weights from {path}")
+    return network
+
+
+class LoadNetworkWeights:
+    """Ignite handler: :func:`load_network_weights` when the engine starts (in place of MONAI's ``CheckpointLoader``).
+
+    Args:
+        load_path: the model file.
+        network: the network to fill.
+        map_location: device of the loaded tensors.
+    """
+
+    def __init__(self, load_path: str | os.PathLike, network: torch.nn.Module, map_location=None) -> None:
+        self.load_path, self.network, self.map_location = load_path, network, map_location
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine | None = None) -> None:
+        load_network_weights(self.network, self.load_path, self.map_location)
