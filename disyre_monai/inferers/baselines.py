@@ -100,13 +100,31 @@ class NormativeInferer(Inferer):
     @classmethod
     def from_datalist(cls, dataset_dir: str | None, datalist: str | None, split: str, transform: Callable,
                       cache: str | None = None, std_floor: float = 0.05, image_key: str = "image",
-                      mask_key: str = "mask", progress: bool = True) -> NormativeInferer:
+                      mask_key: str = "mask", progress: bool = True, required: bool = True) -> NormativeInferer | None:
         """Fit on a datalist split loaded through ``transform`` (which must yield ``image_key`` and ``mask_key``),
-        or load the model from ``cache`` (``.npz``) when it exists; a new fit is saved there atomically."""
+        or load the model from ``cache`` (``.npz``) when it exists; a new fit is saved there atomically.
+
+        With ``required=False``, a datalist without that split, or a plain folder (``dataset_dir`` without
+        ``datalist``: its images are the scans being evaluated, not healthy training scans), gives None and a
+        warning instead of an error (the evaluation then runs without this baseline).
+        """
+        import json
+        import warnings
+
         from disyre_monai.data.datalist import load_datalist
 
         if cache is not None and Path(cache).is_file():
             return cls.load(cache, std_floor)
+        if not required:
+            content = None
+            if datalist is not None:
+                with open(datalist, encoding="utf-8") as f:
+                    content = json.load(f)
+            if (datalist is None and dataset_dir is not None) or (
+                    content is not None and not (isinstance(content, dict) and content.get(split))):
+                warnings.warn(f"NormativeInferer: no {split!r} split of healthy scans in {datalist or dataset_dir}; "
+                              "the normative baseline is left out (give --normative_datalist).", stacklevel=2)
+                return None
         entries = load_datalist(dataset_dir, datalist, split)
         pairs = ((item[image_key], item.get(mask_key)) for item in map(transform, entries))
         model = cls.fit(pairs, std_floor, progress)

@@ -4,12 +4,13 @@ from .curve import RankCurve, curve_from_scores
 from .evaluation import AnomalyEvaluation
 from .handlers import PooledVoxelMetric, PooledVoxelMetricHandler
 from .protocols import PROTOCOLS, Protocol, look_up_protocol, register_protocol
-from .report import AnomalyReport, ThresholdCalibration, write_report
+from .report import AnomalyReport, ThresholdCalibration, calibration_cases, write_report
 from .streaming import ScoreHistogram
 from .voxel import average_precision, best_dice, dice_at, fpr_at_tpr, precision_recall, roc_auc
 
 __all__ = [
     "PROTOCOLS", "AnomalyEvaluation", "AnomalyReport", "PooledVoxelMetric", "PooledVoxelMetricHandler", "Protocol",
-    "RankCurve", "ScoreHistogram", "ThresholdCalibration", "average_precision", "best_dice", "curve_from_scores",
-    "dice_at", "fpr_at_tpr", "look_up_protocol", "precision_recall", "register_protocol", "roc_auc", "write_report",
+    "RankCurve", "ScoreHistogram", "ThresholdCalibration", "average_precision", "best_dice", "calibration_cases",
+    "curve_from_scores", "dice_at", "fpr_at_tpr", "look_up_protocol", "precision_recall", "register_protocol",
+    "roc_auc", "write_report",
 ]

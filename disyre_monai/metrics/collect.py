@@ -35,7 +35,8 @@ class CaseCollector(ABC):
 
     Args:
         protocol: evaluation protocol (name or :class:`Protocol`).
-        baselines: name -> inferer computing a baseline map from the image (``{}`` for none).
+        baselines: name -> inferer computing a baseline map from the image (``{}`` for none; None values are
+            left out, e.g. a normative model with no healthy training split).
         model_name: the model's name in the results.
         pred_key, label_key, mask_key, image_key: keys of the decollated evaluator output/batch.
         healthy_key: batch key whose value ``"healthy"`` marks a lesion-free case with no label
@@ -49,7 +50,7 @@ class CaseCollector(ABC):
                  model_name: str = "disyre", pred_key: str = "pred", label_key: str = "label",
                  mask_key: str = "mask", image_key: str = "image", healthy_key: str = "role", failures=None) -> None:
         self.protocol = look_up_protocol(protocol)
-        self.baselines = dict(baselines or {})
+        self.baselines = {name: b for name, b in (baselines or {}).items() if b is not None}  # None: left out
         self.model_name = model_name
         self.methods = [model_name, *self.baselines]
         self.keys = (pred_key, label_key, mask_key, image_key, healthy_key)

@@ -178,3 +178,28 @@ class ThresholdCalibration(CaseCollector):
             atomic_write_json(self.output_dir / "thresholds.json", {"thresholds": thresholds, "source": self.source,
                                                                     "protocol": self.protocol.name})
         return thresholds
+
+
+def calibration_cases(dataset_dir: str | None, datalist: str | None, split: str = "validation") -> list[dict]:
+    """The cases to calibrate thresholds on: the datalist's ``split``, or ``[]`` (with a warning) when there is
+    none, so that the evaluation falls back to the bundle's threshold instead of failing.
+
+    A plain folder (``dataset_dir`` without ``datalist``) has no splits: its images are the test cases, and
+    calibrating on them would be optimistic, so it gives ``[]`` too. Without either, the demo data's split.
+    """
+    import warnings
+
+    from disyre_monai.data.datalist import load_datalist
+
+    if datalist is None and dataset_dir is not None:
+        warnings.warn(f"threshold calibration: {dataset_dir} is a plain folder with no {split!r} split; "
+                      "using the bundle's threshold.", stacklevel=2)
+        return []
+    if datalist is not None:
+        with open(datalist, encoding="utf-8") as f:
+            content = json.load(f)
+        if not isinstance(content, dict) or not content.get(split):
+            warnings.warn(f"threshold calibration: {datalist} has no {split!r} split; using the bundle's "
+                          "threshold.", stacklevel=2)
+            return []
+    return load_datalist(dataset_dir, datalist, split, missing="keep")

@@ -43,3 +43,20 @@ def test_normative_errors_name_the_problem():
         NormativeInferer.fit([volumes[0], volumes[1][:5]])
     with pytest.raises(ValueError, match="input grid"):
         NormativeInferer.fit(volumes)(torch.ones(1, 1, 3, 3, 3))
+
+
+def test_no_healthy_training_split_leaves_the_normative_baseline_out(tmp_path):
+    from disyre_monai.metrics import calibration_cases
+
+    datalist = tmp_path / "lesions.json"
+    datalist.write_text('{"test": [{"image": "a.nii.gz"}]}')
+    with pytest.warns(UserWarning, match="normative baseline is left out"):
+        assert NormativeInferer.from_datalist(None, str(datalist), "training", lambda x: x, required=False) is None
+    with pytest.warns(UserWarning, match="plain folder"):  # its images are the test scans: never fit on them
+        assert NormativeInferer.from_datalist(str(tmp_path), None, "training", lambda x: x, required=False) is None
+    with pytest.raises(ValueError, match="training"):
+        NormativeInferer.from_datalist(None, str(datalist), "training", lambda x: x)
+    with pytest.warns(UserWarning, match="no 'validation' split"):
+        assert calibration_cases(None, str(datalist)) == []
+    with pytest.warns(UserWarning, match="plain folder"):
+        assert calibration_cases(str(tmp_path), None) == []
