@@ -52,7 +52,7 @@ def test_no_healthy_training_split_leaves_the_normative_baseline_out(tmp_path):
     datalist.write_text('{"test": [{"image": "a.nii.gz"}]}')
     with pytest.warns(UserWarning, match="normative baseline is left out"):
         assert NormativeInferer.from_datalist(None, str(datalist), "training", lambda x: x, required=False) is None
-    with pytest.warns(UserWarning, match="plain folder"):  # its images are the test scans: never fit on them
+    with pytest.warns(UserWarning, match="left out"):  # a folder's images are the test scans: never fit on them
         assert NormativeInferer.from_datalist(str(tmp_path), None, "training", lambda x: x, required=False) is None
     with pytest.raises(ValueError, match="training"):
         NormativeInferer.from_datalist(None, str(datalist), "training", lambda x: x)
