@@ -5,7 +5,7 @@ timestep), ``networks`` (the restoration U-Net), ``inferers`` (anomaly maps), ``
 handlers), ``metrics`` (evaluation), ``visualize`` (figures), ``data`` (datalists and demo data).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import data, engines, inferers, metrics, networks, schedulers, transforms, visualize  # noqa: E402
 
