@@ -55,6 +55,22 @@ def resolve_paths(entries: list[dict], root: Path, within_root: bool = False) ->
     return resolved, missing
 
 
+def missing_split_reason(dataset_dir: str | None, datalist: str | None, split: str) -> str | None:
+    """Why ``split`` cannot be read from this data, or None when it can.
+
+    A plain folder (``dataset_dir`` without ``datalist``) has no splits: every image in it is one case of the
+    run (the scans being evaluated), so it never stands for a validation or healthy training split. Without
+    either, the demo data is used, which has its splits.
+    """
+    if datalist is None:
+        return None if dataset_dir is None else f"{dataset_dir} is a plain folder with no {split!r} split"
+    with open(datalist, encoding="utf-8") as f:
+        content = json.load(f)
+    if not isinstance(content, dict) or not content.get(split):
+        return f"{datalist} has no {split!r} split"
+    return None
+
+
 def load_datalist(
     dataset_dir: str | None = None, datalist: str | None = None, split: str = "test", missing: str = "error"
 ) -> list[dict]:

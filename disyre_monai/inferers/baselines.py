@@ -108,23 +108,17 @@ class NormativeInferer(Inferer):
         ``datalist``: its images are the scans being evaluated, not healthy training scans), gives None and a
         warning instead of an error (the evaluation then runs without this baseline).
         """
-        import json
         import warnings
 
-        from disyre_monai.data.datalist import load_datalist
+        from disyre_monai.data.datalist import load_datalist, missing_split_reason
 
         if cache is not None and Path(cache).is_file():
             return cls.load(cache, std_floor)
-        if not required:
-            content = None
-            if datalist is not None:
-                with open(datalist, encoding="utf-8") as f:
-                    content = json.load(f)
-            if (datalist is None and dataset_dir is not None) or (
-                    content is not None and not (isinstance(content, dict) and content.get(split))):
-                warnings.warn(f"NormativeInferer: no {split!r} split of healthy scans in {datalist or dataset_dir}; "
-                              "the normative baseline is left out (give --normative_datalist).", stacklevel=2)
-                return None
+        reason = None if required else missing_split_reason(dataset_dir, datalist, split)
+        if reason is not None:
+            warnings.warn(f"NormativeInferer: no healthy scans to fit on ({reason}); the normative baseline is left "
+                          "out (give --normative_datalist).", stacklevel=2)
+            return None
         entries = load_datalist(dataset_dir, datalist, split)
         pairs = ((item[image_key], item.get(mask_key)) for item in map(transform, entries))
         model = cls.fit(pairs, std_floor, progress)

@@ -148,7 +148,6 @@ class ThresholdCalibration(CaseCollector):
         self.source = ""
         super().__init__(protocol, {"zscore": ZScoreInferer()} if baselines is None else baselines, model_name,
                          **keys)
-        self._collect_kwargs = keys
 
     def _collect(self, engine: Engine) -> None:
         # Validation scans may be healthy and unlabelled: treat a missing label as lesion-free.
@@ -189,17 +188,10 @@ def calibration_cases(dataset_dir: str | None, datalist: str | None, split: str 
     """
     import warnings
 
-    from disyre_monai.data.datalist import load_datalist
+    from disyre_monai.data.datalist import load_datalist, missing_split_reason
 
-    if datalist is None and dataset_dir is not None:
-        warnings.warn(f"threshold calibration: {dataset_dir} is a plain folder with no {split!r} split; "
-                      "using the bundle's threshold.", stacklevel=2)
+    reason = missing_split_reason(dataset_dir, datalist, split)
+    if reason is not None:
+        warnings.warn(f"threshold calibration: {reason}; using the bundle's threshold.", stacklevel=2)
         return []
-    if datalist is not None:
-        with open(datalist, encoding="utf-8") as f:
-            content = json.load(f)
-        if not isinstance(content, dict) or not content.get(split):
-            warnings.warn(f"threshold calibration: {datalist} has no {split!r} split; using the bundle's "
-                          "threshold.", stacklevel=2)
-            return []
     return load_datalist(dataset_dir, datalist, split, missing="keep")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from disyre_monai.metrics.cases import dice
 from disyre_monai.metrics.curve import curve_from_scores
 
 
@@ -40,6 +41,4 @@ def fpr_at_tpr(scores, labels, tpr: float = 0.95) -> float:
 
 def dice_at(scores, labels, threshold: float) -> float:
     """Dice of ``scores >= threshold`` against ``labels`` (1.0 when both are empty)."""
-    pred, truth = np.asarray(scores).ravel() >= threshold, np.asarray(labels).ravel().astype(bool)
-    denom = pred.sum() + truth.sum()
-    return 1.0 if denom == 0 else float(2 * np.logical_and(pred, truth).sum() / denom)
+    return dice(np.asarray(scores).ravel() >= threshold, np.asarray(labels).ravel().astype(bool))
