@@ -45,10 +45,9 @@ def slice_has_lesion(region: np.ndarray, label: np.ndarray) -> np.ndarray:
     return (label & region).reshape(-1, depth).any(0)[keep]
 
 
-def volume_metrics(scores: np.ndarray, labels: np.ndarray, mantissa_bits: int) -> dict[str, float]:
-    """Threshold-free metrics of one volume (NaN where undefined: no lesion voxel, or no healthy voxel)."""
-    hist = ScoreHistogram(mantissa_bits)
-    hist.update(scores, labels)
+def volume_metrics(hist: ScoreHistogram) -> dict[str, float]:
+    """Threshold-free metrics of one volume from its histogram (NaN where undefined: no lesion voxel, or no
+    healthy voxel)."""
     curve = hist.curve()
     out = {"average_precision": float("nan"), "auroc": float("nan"), "best_dice": float("nan")}
     if curve.positives:

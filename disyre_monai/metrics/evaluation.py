@@ -154,13 +154,15 @@ class AnomalyEvaluation:
             if protocol.clip_range is not None:
                 amap = np.clip(amap, *protocol.clip_range)
             scores = amap[region]
+            volume = ScoreHistogram(self.mantissa_bits)
+            volume.update(scores, labels)
             if subsample is None:
-                self.histograms[method].update(scores, labels)
+                self.histograms[method].merge(volume)  # the pooled counts are the sum of the volumes' counts
             else:
                 self.histograms[method].update(scores[subsample], labels[subsample])
             row = {"case": name, "method": method, "healthy": bool(healthy or not truth.any()),
                    "lesion_voxels": int(labels.sum()), "lesion_ml": round(lesion_ml, 4)}
-            row.update(volume_metrics(scores, labels, self.mantissa_bits))
+            row.update(volume_metrics(volume))
             row["dice_at_threshold"] = float("nan")
             if method in self.thresholds:
                 predicted = remove_small_components((amap >= self.thresholds[method]) & region,
