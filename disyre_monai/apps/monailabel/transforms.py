@@ -14,6 +14,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from disyre_monai.metrics.cases import SCORE_NAMES
+from disyre_monai.metrics.cases import case_scores as volume_case_scores
 from disyre_monai.utils import check_int, check_number
 
 #: what :class:`AnomalyOutputd` can send back.
@@ -60,13 +62,11 @@ def case_scores(
             )
         values = scores.reshape(mask.shape).flatten()[mask.flatten() > 0]
     n = int(values.numel())
-    k = min(top_k, n)
     anomalous = int((values >= threshold).sum()) if n else 0
+    summary = volume_case_scores(values.numpy(), top_k) if n else dict.fromkeys(SCORE_NAMES, 0.0)
     return {
-        "max": float(values.max()) if n else 0.0,
-        "mean": float(values.mean()) if n else 0.0,
-        "top_k_mean": float(values.topk(k).values.mean()) if n else 0.0,
-        "top_k": k,
+        **summary,
+        "top_k": min(top_k, n),
         "threshold": threshold,
         "anomalous_voxels": anomalous,
         "anomalous_volume_ml": anomalous * voxel_volume_mm3 / 1000.0,
