@@ -82,6 +82,55 @@ def test_metadata_is_valid_against_schema_offline():
     assert metadata["version"] in metadata["changelog"]
 
 
+def test_metadata_names_the_package_version():
+    import disyre_monai
+
+    metadata = json.loads((CONFIGS / "metadata.json").read_text())
+    assert metadata["required_packages_version"]["disyre-monai"] == disyre_monai.__version__
+    assert metadata["supported_apps"]["disyre-monai"] == disyre_monai.__version__
+
+
+@pytest.mark.parametrize("configs, run_id", [([TRAIN], "training"), ([INFER], "inference"),
+                                             ([INFER, EVALUATE], "evaluating")])
+def test_the_documented_run_ids_are_the_run_list(configs, run_id):
+    workflow = ConfigWorkflow(config_file=configs, workflow_type="train" if run_id == "training" else "infer",
+                              logging_file=False)
+    workflow.parser.parse()
+    assert workflow.parser[run_id] == workflow.parser["run"] and len(workflow.parser["run"]) >= 1
+
+
+def test_a_copied_bundle_finds_its_own_weights_from_any_working_directory(tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "somewhere" / "my_bundle"
+    shutil.copytree(REPO / "bundle", copy)
+    monkeypatch.chdir(tmp_path)
+    for configs in ([str(copy / "configs" / "inference.json")],
+                    [str(copy / "configs" / "inference.json"), str(copy / "configs" / "evaluate.json")]):
+        workflow = ConfigWorkflow(config_file=configs, workflow_type="infer", logging_file=False)
+        workflow.initialize()
+        assert Path(workflow.parser.get_parsed_content("model_path")) == copy.resolve() / "models" / "model.pt"
+    workflow = ConfigWorkflow(config_file=INFER, workflow_type="infer", logging_file=False, bundle_root=str(copy))
+    workflow.initialize()
+    assert workflow.parser.get_parsed_content("model_path") == str(copy / "models" / "model.pt"), "override wins"
+
+
+def test_training_samples_carry_the_clean_target_under_target_and_drop_the_lesion_label():
+    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", logging_file=False, device="cpu")
+    workflow.initialize()
+    preprocessing = workflow.parser.get_parsed_content("train#preprocessing")
+    preprocessing.set_random_state(0)
+    case = demo_datalist()["test"][0]  # a case with a lesion label: training must not mistake it for the target
+    samples = preprocessing(dict(case))
+    assert len(samples) == workflow.parser.get_parsed_content("num_slices")
+    for sample in samples:
+        assert "label" not in sample and {"image", "target", "timestep", "anomaly_mask"} <= set(sample)
+        image, target = torch.as_tensor(sample["image"]), torch.as_tensor(sample["target"])
+        outside = torch.as_tensor(sample["anomaly_mask"]) == 0
+        assert image.shape == target.shape == (1, 64, 64)
+        assert torch.allclose(image[outside], target[outside]), "the corruption changes the image inside its shape only"
+
+
 def test_network_input_output_with_timesteps():
     verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=INFER,
                       device="cpu", n=4, extra_forward_args={"timesteps": torch.tensor([10])})
