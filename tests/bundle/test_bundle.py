@@ -136,6 +136,7 @@ def test_network_input_output_with_timesteps():
                       device="cpu", n=4, extra_forward_args={"timesteps": torch.tensor([10])})
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_and_final_model(tmp_path):
     _run_workflow(TRAIN, "train", output_dir=str(tmp_path), **TINY_TRAIN)
     models = tmp_path / "models"
@@ -148,6 +149,7 @@ def test_training_writes_checkpoints_and_final_model(tmp_path):
     assert checkpoint["trainer"]["iteration"] == 6
 
 
+@pytest.mark.slow
 def test_training_validates_anomaly_ap_when_lesion_cases_are_given(tmp_path, one_case):
     _run_workflow(TRAIN, "train", output_dir=str(tmp_path), lesion_datalist=one_case,
                   **{**TINY_TRAIN, "max_epochs": 1})
@@ -155,6 +157,7 @@ def test_training_validates_anomaly_ap_when_lesion_cases_are_given(tmp_path, one
     assert metrics["num_cases"] == 2 and 0 < metrics["methods"]["disyre"]["pooled"]["average_precision"] <= 1
 
 
+@pytest.mark.slow
 def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_case):
     _run_workflow(INFER, "infer", output_dir=str(tmp_path), model_path=random_model, datalist=one_case,
                   threshold=0.05, **TINY_INFER)
@@ -176,6 +179,7 @@ def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_ca
     assert np.allclose(maps[0], maps[1][:, :, ::-1], atol=1e-5), "maps must follow each input's own orientation"
 
 
+@pytest.mark.slow
 def test_evaluate_reports_model_and_zscore(tmp_path, random_model, one_case):
     _run_workflow([INFER, EVALUATE], "infer", output_dir=str(tmp_path), model_path=random_model,
                   datalist=one_case, calibrate=False,
@@ -191,6 +195,7 @@ def test_evaluate_reports_model_and_zscore(tmp_path, random_model, one_case):
     assert (tmp_path / "pr_curve.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
 def test_evaluate_an_adapter_datalist_under_a_protocol_with_calibration_and_normative_baseline(tmp_path,
                                                                                                random_model):
     """BraTS 2021 layout (demo patients as T2 + seg) -> adapter datalist -> evaluate --protocol behrendt."""
@@ -221,6 +226,7 @@ def _bundle_cmd(*configs, run_id="training"):
     return ["-m", "monai.bundle", "run", run_id, "--config_file", files]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_finishes(tmp_path):
     overrides = {**TINY_TRAIN, "max_epochs": 4, "epoch_length": 4, "val_interval": 4, "output_dir": tmp_path}
     cmd = [sys.executable, *_bundle_cmd(TRAIN), *_cli(overrides)]
@@ -243,6 +249,7 @@ def test_sigkill_mid_training_then_resume_finishes(tmp_path):
     assert final["trainer"]["iteration"] == 16 and (models / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_multi_gpu_config_runs_two_cpu_processes_with_gloo(tmp_path):
     overrides = {**TINY_TRAIN, "output_dir": tmp_path, "max_epochs": 1, "epoch_length": 2}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -22,6 +22,8 @@ from disyre_monai.transforms import (
     ValidateImaged,
 )
 
+pytestmark = pytest.mark.slow
+
 DTYPES = [np.float32, np.float64, np.float16, np.int16, np.uint8, np.int32, np.int64, bool]
 # 40 examples per property in CI; DISYRE_HYPOTHESIS_EXAMPLES=1000 for a longer hunt.
 SETTINGS = settings(max_examples=int(os.environ.get("DISYRE_HYPOTHESIS_EXAMPLES", 40)), deadline=None,
