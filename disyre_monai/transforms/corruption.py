@@ -143,7 +143,7 @@ def _move_deprecated(owner: str, deprecated: Mapping, parts: dict) -> tuple:
             raise ValueError(f"{owner}: {old} cannot be combined with a {part} transform; set it on that transform.")
         parts[part] = {**(parts[part] or {}), new: value}
         warnings.warn(f"{owner}: {old}=... is deprecated and will be removed in 0.4.0; use {part}={{{new!r}: ...}}.",
-                      DeprecationWarning, stacklevel=3)
+                      FutureWarning, stacklevel=3)
     return parts["shape"], parts["texture"], parts["bias"]
 
 

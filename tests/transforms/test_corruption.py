@@ -266,7 +266,7 @@ def test_randomize_false_reapplies_the_previous_draw(brain2d):
 
 
 def test_flat_keywords_of_0_2_are_moved_into_the_parts_with_a_warning(brain2d):
-    with pytest.warns(DeprecationWarning, match=r"size_range=\.\.\. is deprecated .* shape=\{'size_range'"):
+    with pytest.warns(FutureWarning, match=r"size_range=\.\.\. is deprecated .* shape=\{'size_range'"):
         old = RandDisyreCorruption(size_range=(5, 22), patch_size=32, texture_range=(0.2, 0.4), bias_range=(0, 0.5))
     new = RandDisyreCorruption(shape={"size_range": (5, 22), "patch_size": 32}, texture={"alpha_range": (0.2, 0.4)},
                                bias={"alpha_range": (0, 0.5)})
