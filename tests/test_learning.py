@@ -26,7 +26,7 @@ def _real_slices(entries, per_volume=6):
 
 
 def _corrupted_set(slices, seed, repeats):
-    corrupter = RandDisyreCorruption(size_range=(8, 24), patch_size=32).set_random_state(seed)
+    corrupter = RandDisyreCorruption(shape={"size_range": (8, 24), "patch_size": 32}).set_random_state(seed)
     clean = [s for _ in range(repeats) for s in slices]
     samples = [corrupter.corrupt(s) for s in clean]
     corrupted = torch.from_numpy(np.stack([s.image for s in samples]))

@@ -36,12 +36,16 @@ def _network_device(network: Callable, default: torch.device) -> torch.device:
 
 INFERENCE_METHODS = ("mean_single_step", "multi_step")
 MULTI_STEP_SCORES = ("direction", "update")
+#: how window scores are weighted by their brain fraction (see :class:`DisyreInferer`).
+FOREGROUND_WEIGHTINGS = ("none", "released", "normalised")
 
 
 class DisyreInferer(Inferer):
     """Anomaly map of a batch of 2D slices or 3D volumes from a network restoring ``(x_t, t) -> x0_hat``.
 
-    Methods (timesteps from ``scheduler.inference_timesteps(num_steps, start_timestep)``, strongest first):
+    Methods (timesteps from ``scheduler.inference_timesteps(num_steps, start_timestep, timestep_spacing)``,
+    strongest first; by default the severities the released code conditions on, 0.727, 0.272, 0.051, 0.0045
+    for K = 4, see :class:`~disyre_monai.schedulers.DisyreScheduler`):
 
     - ``"mean_single_step"`` (DISYRE v2, released default): restore the SAME input once at each timestep;
       score = mean over steps of ``|x - f(x, t_k)|``.
@@ -56,22 +60,34 @@ class DisyreInferer(Inferer):
     ``OutOfMemoryError`` or a CPU allocation failure), the slice batch is halved, down to one slice, then the
     sliding-window batch, and the batch is retried with a warning; the smaller sizes are kept for later calls.
     Each slice is processed whole (padded to ``size_divisor``) or, with ``roi_size``, by sliding windows of the
-    training size whose scores are blended with Gaussian importance weights (and, with ``foreground_weighting``,
-    weighted by each window's brain fraction). Channel scores are averaged; the map is multiplied by the brain
-    mask.
+    training size whose scores are blended with Gaussian importance weights ``g``. Channel scores are
+    averaged; the map is multiplied by the brain mask. ``foreground_weighting`` weights the scores by the
+    brain fraction ``f`` of the windows:
+
+    - ``"none"``: ``sum(g s) / sum(g)``.
+    - ``"released"`` (the released evaluation): ``sum(g f s) / sum(g)``, so scores near the brain's edge and
+      in slices with little brain are attenuated. On whole slices, the score is multiplied by the factor
+      sliding windows of size ``foreground_window`` would apply: the windows' brain fractions blended with
+      the same importance weights (no network run per window).
+    - ``"normalised"`` (ours): ``sum(g f s) / sum(g f)``: windows with more brain count more, no attenuation.
+      Sliding windows only (on a whole slice it would change nothing).
 
     Args:
         method: "mean_single_step" or "multi_step".
         num_steps: number of severities/steps K (released: 4 or 5).
-        start_timestep: strongest timestep (default ``T - 1``); step size is ``(start + 1) / num_steps``.
+        start_timestep: strongest timestep of ``timestep_spacing="trailing"`` (default ``T - 1``).
+        timestep_spacing: "released" (the released severities) or "trailing" (the K strongest).
         scheduler: the severity schedule used in training (default :class:`DisyreScheduler`).
         roi_size: sliding-window size, e.g. 128 (None: whole slices).
         overlap: sliding-window overlap in [0, 1) (released: 0.75).
         sigma_scale: Gaussian importance sigma relative to the window (released: 0.125).
         blend_mode: "gaussian" or "constant" window weighting.
         sw_batch_size: windows per forward pass.
-        foreground_weighting: weight each window's score by its brain fraction.
-        size_divisor: whole slices are zero-padded to a multiple of this (the network's downsampling).
+        foreground_weighting: "none", "released" or "normalised" (``False`` means "none").
+        foreground_window: box size of the "released" weighting on whole slices (the training patch size,
+            e.g. 128); sliding windows use ``roi_size``.
+        size_divisor: whole slices are zero-padded to a multiple of this (the network's downsampling; None:
+            the network's ``size_divisor`` attribute, else 32).
         slice_axis: spatial axis of 3D inputs along which slices are taken (2 = last = axial in RAS).
         slice_batch_size: slices per forward pass.
         foreground_threshold: without a mask, voxels above it (in any channel) are brain.
@@ -94,14 +110,16 @@ class DisyreInferer(Inferer):
         method: str = "mean_single_step",
         num_steps: int = 4,
         start_timestep: int | None = None,
+        timestep_spacing: str = "released",
         scheduler: DisyreScheduler | None = None,
         roi_size: int | Sequence[int] | None = None,
         overlap: float = 0.75,
         sigma_scale: float = 0.125,
         blend_mode: str = "gaussian",
         sw_batch_size: int = 64,
-        foreground_weighting: bool = False,
-        size_divisor: int = 32,
+        foreground_weighting: str | bool = "none",
+        foreground_window: int | Sequence[int] | None = None,
+        size_divisor: int | None = None,
         slice_axis: int = 2,
         slice_batch_size: int = 32,
         foreground_threshold: float = 0.0,
@@ -115,19 +133,25 @@ class DisyreInferer(Inferer):
         name = type(self).__name__
         self.method = look_up_option(method, INFERENCE_METHODS)
         self.scheduler = scheduler or DisyreScheduler()
-        self.timesteps = self.scheduler.inference_timesteps(num_steps, start_timestep).tolist()
-        self.roi_size = None if roi_size is None else tuple(
-            check_int(name, "roi_size", r, 4, 100_000) for r in ensure_tuple_rep(roi_size, 2)
-        )
+        self.timesteps = self.scheduler.inference_timesteps(num_steps, start_timestep, timestep_spacing).tolist()
+        self.roi_size = _window(name, "roi_size", roi_size)
         self.overlap = check_number(name, "overlap", overlap, 0.0, 0.99)
         self.sigma_scale = check_number(name, "sigma_scale", sigma_scale, 1e-3, 10.0)
         self.blend_mode = look_up_option(blend_mode, ("gaussian", "constant"))
         self.sw_batch_size = check_int(name, "sw_batch_size", sw_batch_size, 1, 1_000_000)
-        self.foreground_weighting = bool(foreground_weighting)
-        self.size_divisor = check_int(name, "size_divisor", size_divisor, 1, 4096)
-        if self.roi_size is not None and any(r % self.size_divisor for r in self.roi_size):
-            raise ValueError(f"{name}: roi_size {self.roi_size} must be a multiple of size_divisor "
-                             f"{self.size_divisor} (the network's downsampling).")
+        self.foreground_weighting = _weighting(name, foreground_weighting)
+        self.foreground_window = _window(name, "foreground_window", foreground_window)
+        needs = {"none": False, "released": self.foreground_window is None, "normalised": True}
+        if self.roi_size is None and needs[self.foreground_weighting]:
+            raise ValueError(
+                f"{name}: foreground_weighting={self.foreground_weighting!r} on whole slices (roi_size=None) "
+                + ("needs foreground_window, the training patch size (e.g. 128), whose windows' brain fractions "
+                   "weight the score." if self.foreground_weighting == "released" else
+                   "would change nothing (one window per slice); use roi_size (sliding windows) or 'released'.")
+            )
+        self.size_divisor = None if size_divisor is None else check_int(name, "size_divisor", size_divisor, 1, 4096)
+        if self.size_divisor is not None:
+            self._check_roi(self.size_divisor)
         self.slice_axis = check_int(name, "slice_axis", slice_axis, 0, 2)
         self.slice_batch_size = check_int(name, "slice_batch_size", slice_batch_size, 1, 1_000_000)
         self.current_slice_batch_size, self.current_sw_batch_size = self.slice_batch_size, self.sw_batch_size
@@ -158,8 +182,9 @@ class DisyreInferer(Inferer):
         expected = getattr(getattr(network, "module", network), "in_channels", None)
         if isinstance(expected, int) and expected != x.shape[1]:
             raise ValueError(f"{name}: inputs have {x.shape[1]} channel(s), the network expects {expected}.")
+        divisor = self._divisor(network)
         slices, slice_fg = self._to_slices(x), self._to_slices(fg.float())
-        out = self._score_slices(slices, slice_fg, network)
+        out = self._score_slices(slices, slice_fg, network, divisor)
         out = self._from_slices(out, x)
         score = out[:, :1] * fg
         score = convert_to_dst_type(score, inputs, dtype=torch.float32)[0]
@@ -179,7 +204,21 @@ class DisyreInferer(Inferer):
         num = like.shape[2 + self.slice_axis]
         return s.reshape(like.shape[0], num, *s.shape[1:]).movedim(1, 2 + self.slice_axis)
 
-    def _score_slices(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
+    def _divisor(self, network: Callable) -> int:
+        """``size_divisor`` as given, else the network's ``size_divisor`` attribute, else 32."""
+        if self.size_divisor is not None:
+            return self.size_divisor
+        divisor = getattr(getattr(network, "module", network), "size_divisor", 32)
+        divisor = check_int(type(self).__name__, "network.size_divisor", divisor, 1, 4096)
+        self._check_roi(divisor)
+        return divisor
+
+    def _check_roi(self, divisor: int) -> None:
+        if self.roi_size is not None and any(r % divisor for r in self.roi_size):
+            raise ValueError(f"{type(self).__name__}: roi_size {self.roi_size} must be a multiple of size_divisor "
+                             f"{divisor} (the network's downsampling).")
+
+    def _score_slices(self, x: torch.Tensor, fg: torch.Tensor, network: Callable, divisor: int) -> torch.Tensor:
         """Score ``x`` ``(N, C, H, W)``; returns ``(N, 1 [+ K*C], H, W)``, zeros for slices without brain."""
         channels = 1 + (len(self.timesteps) * x.shape[1] if self.return_intermediates else 0)
         out = x.new_zeros(x.shape[0], channels, *x.shape[2:])
@@ -190,7 +229,7 @@ class DisyreInferer(Inferer):
             while start < len(keep):
                 idx = keep[start : start + self.current_slice_batch_size]
                 try:
-                    scored = self._score_batch(x[idx].to(device), fg[idx].to(device), network)
+                    scored = self._score_batch(x[idx].to(device), fg[idx].to(device), network, divisor)
                 except Exception as e:
                     if not is_out_of_memory(e):
                         raise
@@ -221,27 +260,44 @@ class DisyreInferer(Inferer):
             ) from error
         logger.warning(f"{name}: out of memory, retrying with {what} ({str(error).splitlines()[0][:200]})")
 
-    def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
+    def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable, divisor: int) -> torch.Tensor:
+        """Score + restorations ``(N, 1 [+ K*C], H, W)`` of slices ``x`` ``(N, C, H, W)`` with brain ``fg``."""
         if self.roi_size is None:
             h, w = x.shape[2:]
-            pad_h, pad_w = (-h) % self.size_divisor, (-w) % self.size_divisor
-            padded = F.pad(x, (0, pad_w, 0, pad_h))
-            return self._restore_and_score(padded, network)[:, :, :h, :w]
+            padded = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
+            out = self._restore_and_score(padded, network)[:, :, :h, :w]
+            if self.foreground_weighting == "released":
+                out[:, :1] *= self._window_fraction(fg)
+            return out
         predictor = self._weighted_predictor(network, x.shape[1])
         blended = sliding_window_inference(
             torch.cat([x, fg], 1), self.roi_size, self.current_sw_batch_size, predictor, self.overlap, self.blend_mode,
             self.sigma_scale, padding_mode="constant", cval=0.0,
         )
-        if not self.foreground_weighting:
+        if self.foreground_weighting != "normalised":
             return blended
         return blended[:, :-1] / blended[:, -1:].clamp_min(1e-8)
 
+    def _window_fraction(self, fg: torch.Tensor) -> torch.Tensor:
+        """Whole-slice "released" weighting ``(N, 1, H, W)``: the factor ``sum(g f) / sum(g)`` that sliding
+        windows of ``foreground_window`` (same overlap and importance weights) would apply to a constant score.
+        """
+        def fraction(window: torch.Tensor) -> torch.Tensor:
+            return window.mean(dim=(2, 3), keepdim=True).expand_as(window).clone()
+
+        return sliding_window_inference(fg.float(), self.foreground_window, self.current_sw_batch_size, fraction,
+                                        self.overlap, self.blend_mode, self.sigma_scale, padding_mode="constant")
+
     def _weighted_predictor(self, network: Callable, channels: int) -> Callable:
+        """Window predictor; the window's brain fraction ``f`` weights its score (not its restorations)."""
         def predict(window: torch.Tensor) -> torch.Tensor:
             out = self._restore_and_score(window[:, :channels], network)
-            if not self.foreground_weighting:
+            if self.foreground_weighting == "none":
                 return out
-            weight = window[:, channels:].mean(dim=(2, 3), keepdim=True) + 1e-3
+            fraction = window[:, channels:].mean(dim=(2, 3), keepdim=True)
+            if self.foreground_weighting == "released":
+                return torch.cat([out[:, :1] * fraction, out[:, 1:]], 1)
+            weight = fraction + 1e-3
             return torch.cat([out * weight, weight.expand_as(out[:, :1])], 1)
 
         return predict
@@ -268,3 +324,17 @@ class DisyreInferer(Inferer):
         timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp and x.device.type == "cuda"):
             return network(x, timesteps).float()
+
+
+
+def _window(owner: str, name: str, size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    return None if size is None else tuple(check_int(owner, name, r, 4, 100_000) for r in ensure_tuple_rep(size, 2))
+
+
+def _weighting(owner: str, value: str | bool) -> str:
+    if value is False:
+        return "none"
+    if value is True:
+        raise ValueError(f"{owner}: foreground_weighting must be one of {FOREGROUND_WEIGHTINGS}, got True (which "
+                         "meant 'normalised' before version 0.3.0; the released method's form is 'released').")
+    return look_up_option(value, FOREGROUND_WEIGHTINGS)

@@ -47,6 +47,16 @@ def slice_scores(anomaly_map: np.ndarray, region: np.ndarray, top_k: int) -> dic
             "top_k_mean": np.where(finite_top, top, 0.0).sum(1) / finite_top.sum(1)}
 
 
+def bounding_box(mask: np.ndarray) -> np.ndarray:
+    """Bool array of ``mask``'s shape, True inside the bounding box of its nonzero voxels (the released DISYRE
+    evaluation crops every volume to it); all False for an empty mask."""
+    box = np.zeros(mask.shape, bool)
+    nonzero = np.argwhere(mask)
+    if len(nonzero):
+        box[tuple(slice(lo, hi + 1) for lo, hi in zip(nonzero.min(0), nonzero.max(0)))] = True
+    return box
+
+
 def slice_has_lesion(region: np.ndarray, label: np.ndarray) -> np.ndarray:
     """``(S,)`` bool: which of the slices scored by :func:`slice_scores` hold lesion voxels."""
     depth = region.shape[-1]

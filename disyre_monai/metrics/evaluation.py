@@ -11,7 +11,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from disyre_monai.metrics.cases import SCORE_NAMES, case_scores, dice, slice_has_lesion, slice_scores, volume_metrics
+from disyre_monai.metrics.cases import (
+    SCORE_NAMES,
+    bounding_box,
+    case_scores,
+    dice,
+    slice_has_lesion,
+    slice_scores,
+    volume_metrics,
+)
 from disyre_monai.metrics.curve import RankCurve, curve_from_scores
 from disyre_monai.metrics.postprocess import erode_mask, median_filter_map, remove_small_components
 from disyre_monai.metrics.protocols import Protocol, look_up_protocol
@@ -128,6 +136,7 @@ class AnomalyEvaluation:
             raise ValueError(f"AnomalyEvaluation: case {name}: label {truth.shape} and mask {brain.shape} differ.")
         kept = erode_mask(brain, protocol.mask_erosion)
         region = np.ones_like(brain) if protocol.voxels == "volume" else kept
+        slice_region = region if protocol.slice_region == "scored" else bounding_box(brain)
         if not kept.any():
             raise ValueError(f"AnomalyEvaluation: case {name}: no voxel left to score (empty or fully eroded mask).")
         labels = truth[region]
@@ -172,14 +181,14 @@ class AnomalyEvaluation:
                                            int((~predicted & lesion).sum())]
                 row["dice_at_threshold"] = dice(predicted, lesion)
             row.update(case_scores(scores, protocol.top_k))
-            for s, values in slice_scores(amap, region, protocol.top_k).items():
+            for s, values in slice_scores(amap, slice_region, protocol.top_k).items():
                 self.slice_scores[method][s].append(values.astype(np.float32))
             for s in SCORE_NAMES:
                 self.volume_scores[method][s].append(row[s])
             rows.append(row)
             if method == self.methods[0] and truth.any() and image is not None:
                 self._snapshot(name, row["average_precision"], image, amap, truth)
-        self.slice_labels.append(slice_has_lesion(region, truth))
+        self.slice_labels.append(slice_has_lesion(slice_region, truth))
         self.volume_labels.append(bool(truth.any()))
         self.case_names.append(name)
         self.cases.extend(rows)

@@ -38,6 +38,10 @@ class Protocol:
             ``"healthy_fpr"`` (at ``healthy_fpr`` on healthy validation voxels).
         healthy_fpr: false-positive rate on healthy voxels used by ``"healthy_fpr"``.
         top_k: voxels averaged by the ``top_k_mean`` case and slice scores.
+        slice_region: voxels of an axial slice its slice scores (mean, max, top-k mean) are taken over:
+            ``"scored"`` (the protocol's scored voxels) or ``"bounding_box"`` (every voxel of the brain mask's
+            bounding box, background included, as the released DISYRE code, which crops each volume to its
+            foreground and averages whole slices).
         headline: ``(group, metric)`` pairs printed first and used as the protocol's summary.
         reference: where the protocol comes from.
     """
@@ -54,12 +58,14 @@ class Protocol:
     threshold_policy: str = "validation_best_dice"
     healthy_fpr: float = 0.01
     top_k: int = 100
+    slice_region: str = "scored"
     headline: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     reference: str = ""
 
     def __post_init__(self) -> None:
         for key, allowed in (("voxels", ("brain", "volume")),
-                             ("threshold_policy", ("validation_best_dice", "healthy_fpr"))):
+                             ("threshold_policy", ("validation_best_dice", "healthy_fpr")),
+                             ("slice_region", ("scored", "bounding_box"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"Protocol {self.name}: {key} must be one of {allowed}, got {getattr(self, key)!r}.")
         for key in ("mask_erosion", "median_filter", "min_component_size", "voxels_per_volume", "num_thresholds"):
@@ -107,13 +113,16 @@ register_protocol(Protocol(
     name="disyre",
     description="The released DISYRE evaluation (snavalm/disyre evaluate.py): 10 000 voxels drawn with "
                 "replacement per volume, pooled; AP; max Dice over 200 evenly spaced thresholds; slice-level "
-                "AUROC/AP with mean, max and top-100-mean slice scores. Differences, all deliberate: voxels are "
+                "AUROC/AP with mean, max and top-100-mean slice scores over the whole slice of the volume cropped "
+                "to the brain's bounding box, background included (as released). Differences, all deliberate: "
+                "the pooled voxels are "
                 "drawn from the brain mask (released: the foreground bounding box, background scores 0), the "
                 "draw is seeded, and the threshold grid spans the scores' range (released: [min score, 1], "
                 "because the maximum is taken over the labels).",
     voxels_per_volume=10_000,
     num_thresholds=200,
     top_k=100,
+    slice_region="bounding_box",
     headline=(("pooled", "average_precision"), ("pooled", "best_dice"), ("sample_slice", "top_k_mean.auroc")),
     reference="Naval Marimont et al., ISBI 2024 / MICCAI 2024; github.com/snavalm/disyre",
 ))

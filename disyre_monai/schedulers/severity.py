@@ -8,16 +8,35 @@ strongest, as in ordinary diffusion models. The severity table is the released c
     severity(t) = sqrt(abar[T - 1 - t]),   abar = cumprod(1 - linspace(beta_start, beta_end, T))
 
 so the set of severities is exactly the released one (0.0045 ... 0.9995 for the defaults) and only the
-labels are reversed. Every component asks this class for ``severity(t)``; there is no second table, which
-makes the released code's flipped-table defect (network conditioned on one severity, update assuming
-another) impossible here.
+labels are reversed: our ``t`` is the released ``T - 1 - t``. Every component asks this class for
+``severity(t)``; there is no second table, which makes the released code's flipped-table defect (network
+conditioned on one severity, update assuming another) impossible here.
+
+Inference severities (``inference_timesteps``). The released code (diffusers "trailing" spacing) labels the
+K inference steps ``round(T - k T / K) - 1``, e.g. [99, 74, 49, 24] for K = 4, in ITS convention, where they
+condition the network on the weak-to-moderate severities {0.0045, 0.051, 0.272, 0.727} (K = 5:
+{0.0045, 0.033, 0.15, 0.44, 0.82}). ``spacing="released"`` (default) gives those same severities in our
+convention, strongest first: [75, 50, 25, 0] (K = 5: [80, 60, 40, 20, 0]). ``spacing="trailing"`` gives the
+same labels read in our convention, [99, 74, 49, 24], i.e. the four STRONGEST severities
+{0.9995, 0.708, 0.258, 0.047}: a different method, kept as an option.
+
+Multi-step restoration (DISYRE v1) in the released code visits the labels [99, 74, 49, 24] in that order, so
+its network is conditioned on 0.0045, 0.051, 0.272, 0.727 (weakest first) while its update, reading the
+flipped table, assumes 0.9995, 0.708, 0.258, 0.047. With the defect fixed, the default here conditions the
+network on the released severities, strongest first (0.727 -> 0.272 -> 0.051 -> 0.0045 -> 0), and the update
+uses the same severities.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from monai.utils import look_up_option
 
 from disyre_monai.utils import check_int, check_number
+
+#: inference timestep spacings of :meth:`DisyreScheduler.inference_timesteps`.
+INFERENCE_SPACINGS = ("released", "trailing")
 
 
 class DisyreScheduler:
@@ -32,7 +51,9 @@ class DisyreScheduler:
         >>> s = DisyreScheduler()
         >>> int(s.timestep(torch.tensor(0.5)))  # nearest severity level
         63
-        >>> s.inference_timesteps(4).tolist()
+        >>> s.inference_timesteps(4).tolist()  # the released severities 0.727, 0.272, 0.051, 0.0045
+        [75, 50, 25, 0]
+        >>> s.inference_timesteps(4, spacing="trailing").tolist()  # the four strongest severities
         [99, 74, 49, 24]
     """
 
@@ -61,18 +82,32 @@ class DisyreScheduler:
         table = self.severities.to(sev.device)
         return (sev[..., None] - table).abs().argmin(dim=-1)
 
-    def inference_timesteps(self, num_steps: int, start_timestep: int | None = None) -> torch.Tensor:
-        """Descending timesteps with "trailing" spacing, strongest first.
+    def inference_timesteps(
+        self, num_steps: int, start_timestep: int | None = None, spacing: str = "released"
+    ) -> torch.Tensor:
+        """Descending inference timesteps (strongest severity first).
 
-        ``num_steps`` evenly spaced levels ending at ``start_timestep`` (default ``T - 1``); the step size in
-        timesteps is ``(start_timestep + 1) / num_steps``. Example: T=100, 4 steps -> [99, 74, 49, 24].
+        - ``"released"`` (default): the severities the released DISYRE code conditions its network on, in our
+          convention ``T - round(T - k T / K)`` for ``k = K - 1 ... 0``. T=100: 4 steps -> [75, 50, 25, 0],
+          5 steps -> [80, 60, 40, 20, 0]. ``start_timestep`` does not apply.
+        - ``"trailing"``: ``num_steps`` evenly spaced levels ending at ``start_timestep`` (default ``T - 1``),
+          step ``(start_timestep + 1) / num_steps``. T=100, 4 steps -> [99, 74, 49, 24] (the strongest).
 
         Returns:
             long tensor of shape ``(num_steps,)``.
         """
         name = type(self).__name__
-        start = self.num_train_timesteps - 1 if start_timestep is None else start_timestep
-        start = check_int(name, "start_timestep", start, 0, self.num_train_timesteps - 1)
+        spacing = look_up_option(spacing, INFERENCE_SPACINGS)
+        n = self.num_train_timesteps
+        if spacing == "released":
+            if start_timestep is not None:
+                raise ValueError(f"{name}: start_timestep applies to spacing='trailing' only, got {start_timestep} "
+                                 "with spacing='released'.")
+            num_steps = check_int(name, "num_steps", num_steps, 1, n)
+            labels = np.round(n - np.arange(num_steps) * n / num_steps).astype(np.int64) - 1  # released labels
+            return torch.from_numpy(n - 1 - labels[::-1].copy())
+        start = n - 1 if start_timestep is None else start_timestep
+        start = check_int(name, "start_timestep", start, 0, n - 1)
         num_steps = check_int(name, "num_steps", num_steps, 1, start + 1)
         stride = (start + 1) / num_steps
         return torch.tensor([round(start + 1 - k * stride) - 1 for k in range(num_steps)], dtype=torch.long)

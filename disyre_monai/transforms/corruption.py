@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import warnings
+from collections.abc import Hashable, Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -13,11 +14,18 @@ from monai.utils import TransformBackends, convert_to_dst_type, look_up_option
 from disyre_monai.schedulers import DisyreScheduler
 from disyre_monai.transforms._common import RandDictTwin, foreground, stack_keys, to_numpy, unstack_keys
 from disyre_monai.transforms.intensity_bias import RandIntensityBias
-from disyre_monai.transforms.shapes import SHAPE_KINDS, RandAnomalyShape
+from disyre_monai.transforms.shapes import RandAnomalyShape
 from disyre_monai.transforms.texture import RandForeignPatch
 from disyre_monai.utils import check_number
 
 CORRUPTION_MODES = ("dag", "fpi")
+#: keywords of versions < 0.3.0, accepted for one release: old name -> (part, the part's own name)
+DEPRECATED_KEYWORDS = {
+    **{k: ("shape", k) for k in ("kinds", "size_range", "rotation_range", "sigma_range", "patch_size", "margin",
+                                 "blob_roughness", "foreground_threshold")},
+    "texture_range": ("texture", "alpha_range"), "cache_size": ("texture", "cache_size"),
+    "bias_range": ("bias", "alpha_range"),
+}
 
 
 class Corruption(NamedTuple):
@@ -30,24 +38,32 @@ class Corruption(NamedTuple):
 
 
 class RandDisyreCorruption(RandomizableTransform):
-    """DISYRE's gradual synthetic anomaly ("DAG": shape x texture x intensity bias).
+    """DISYRE's gradual synthetic anomaly ("DAG": shape x texture x intensity bias), composed of its parts.
 
-    With probability ``p_anomaly``: draw a shape ``m`` (:class:`RandAnomalyShape`), blend a foreign patch
-    with severity ``a_tex`` (:class:`RandForeignPatch`), then in "dag" mode shift intensity classes with
-    severity ``a_bias`` (:class:`RandIntensityBias`). The sample's severity is ``max(a_tex, a_bias)`` ("dag")
-    or ``a_tex`` ("fpi", no rescaling, no bias) and its timestep is ``scheduler.timestep(severity)``.
-    Otherwise (or when the image has no foreground) the image is returned unchanged with severity 0.
+    With probability ``p_anomaly``: draw a shape ``m`` (``shape``, a :class:`RandAnomalyShape`), blend a
+    foreign patch on the anomaly box with severity ``a_tex`` (``texture``, a :class:`RandForeignPatch`), then
+    in "dag" mode shift intensity classes of the textured image (``bias``, a :class:`RandIntensityBias`),
+    whose severity ``a_bias`` is the largest change it actually made. The sample's severity is
+    ``max(a_tex, a_bias)`` ("dag") or ``a_tex`` ("fpi": no rescaling, no bias) and its timestep is
+    ``scheduler.timestep(severity)``. Otherwise, or when the shape is empty (no foreground under it), the
+    image is returned unchanged with severity 0.
+
+    Each part is given as the transform itself or as a dict of its own arguments (their defaults are the
+    released ones). A ``texture`` dict inherits ``patch_size`` and ``foreground_threshold`` from the shape
+    unless it sets them, and ``rescale`` from ``mode``.
 
     Args:
         mode: "dag" (released default) or "fpi".
         p_anomaly: probability of corrupting a sample (released: 1.0).
         scheduler: severity <-> timestep mapping (default :class:`DisyreScheduler`).
-        kinds, size_range, rotation_range, sigma_range, patch_size, margin, blob_roughness: shape arguments.
-        texture_range: (min, max) of ``a_tex``; bias_range: (min, max) of ``a_bias``.
-        cache_size: foreign crops kept; foreground_threshold: foreground when no mask is given.
+        shape: :class:`RandAnomalyShape` or its arguments (e.g. ``{"patch_size": 32, "size_range": (5, 22)}``).
+        texture: :class:`RandForeignPatch` or its arguments (e.g. ``{"alpha_range": (0, 1), "cache_size": 512}``).
+        bias: :class:`RandIntensityBias` or its arguments (e.g. ``{"alpha_range": (0, 1)}``); unused in "fpi".
+        deprecated: the flat keywords of versions < 0.3.0 (``size_range``, ``patch_size``, ``texture_range``,
+            ...; see :data:`DEPRECATED_KEYWORDS`), moved into the part they belong to with a warning.
 
     Example:
-        >>> t = RandDisyreCorruption(); t.set_random_state(0)
+        >>> t = RandDisyreCorruption(shape={"patch_size": 32, "size_range": (5, 22)}); t.set_random_state(0)
         >>> out = t.corrupt(np.random.rand(1, 64, 64).astype(np.float32))
         >>> out.image.shape, out.anomaly_mask.shape, 0 <= out.severity <= 1
         ((1, 64, 64), (1, 64, 64), True)
@@ -60,26 +76,24 @@ class RandDisyreCorruption(RandomizableTransform):
         mode: str = "dag",
         p_anomaly: float = 1.0,
         scheduler: DisyreScheduler | None = None,
-        kinds: Sequence[str] = SHAPE_KINDS,
-        size_range: Sequence[float] = (10, 44),
-        rotation_range: Sequence[float] = (-15, 15),
-        sigma_range: Sequence[float] = (0, 5),
-        patch_size: int = 64,
-        margin: int = 4,
-        blob_roughness: float = 0.5,
-        texture_range: Sequence[float] = (0.0, 1.0),
-        bias_range: Sequence[float] = (0.0, 1.0),
-        cache_size: int = 512,
-        foreground_threshold: float = 0.0,
+        shape: RandAnomalyShape | Mapping | None = None,
+        texture: RandForeignPatch | Mapping | None = None,
+        bias: RandIntensityBias | Mapping | None = None,
+        **deprecated,
     ) -> None:
-        RandomizableTransform.__init__(self, check_number(type(self).__name__, "p_anomaly", p_anomaly, 0, 1))
+        name = type(self).__name__
+        shape, texture, bias = _move_deprecated(name, deprecated, {"shape": shape, "texture": texture, "bias": bias})
+        RandomizableTransform.__init__(self, check_number(name, "p_anomaly", p_anomaly, 0, 1))
         self.mode = look_up_option(mode, CORRUPTION_MODES)
         self.scheduler = scheduler or DisyreScheduler()
-        self.shaper = RandAnomalyShape(
-            kinds, size_range, rotation_range, sigma_range, patch_size, margin, blob_roughness, foreground_threshold
-        )
-        self.texture = RandForeignPatch(texture_range, self.mode == "dag", patch_size, cache_size, foreground_threshold)
-        self.bias = RandIntensityBias(bias_range)
+        self.shaper = _part(name, "shape", RandAnomalyShape, shape)
+        inherited = {"rescale": self.mode == "dag", "patch_size": self.shaper.patch_size,
+                     "foreground_threshold": self.shaper.foreground_threshold}
+        self.texture = _part(name, "texture", RandForeignPatch, texture, inherited)
+        if self.texture.rescale != (self.mode == "dag"):
+            raise ValueError(f"{name}: mode {self.mode!r} needs a texture with rescale={self.mode == 'dag'}, got "
+                             f"rescale={self.texture.rescale}.")
+        self.bias = _part(name, "bias", RandIntensityBias, bias)
         self.set_random_state(state=self.R)
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
@@ -88,27 +102,60 @@ class RandDisyreCorruption(RandomizableTransform):
             part.set_random_state(state=self.R)  # one stream: the same seed gives the same sample
         return self
 
-    def corrupt(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> Corruption:
-        """Corrupt ``img`` ``(C, *spatial)`` (2D slice or 3D volume, values in [0, 1]); ``mask``: brain mask."""
+    def corrupt(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None, randomize: bool = True) -> Corruption:
+        """Corrupt ``img`` ``(C, *spatial)`` (2D slice or 3D volume, values in [0, 1]); ``mask``: brain mask.
+
+        ``randomize=False`` re-applies the previous draw (shape, foreign patch, severities, classes).
+        """
         arr = to_numpy(img, type(self).__name__)
         fg = foreground(arr, mask, type(self).__name__, self.shaper.foreground_threshold)
-        self.randomize(None)
-        self.texture.randomize(arr, fg)  # always: keeps the foreign-patch cache filling
-        self.shaper.randomize(fg if self._do_transform else np.zeros_like(fg))
+        if randomize:
+            self.randomize(None)
+            self.texture.randomize(arr, fg)  # always: keeps the foreign-patch cache filling
+            self.shaper.randomize(fg if self._do_transform else np.zeros_like(fg))
         shape_mask = self.shaper.render(fg, self.shaper.draw)
-        if self.shaper.draw.center is None:
+        if not shape_mask.any():
             return Corruption(arr, shape_mask[None], 0.0, int(self.scheduler.timestep(0.0)))
-        out = self.texture.blend(arr, shape_mask)
-        severity = self.texture.alpha
+        out = self.texture.blend(arr, shape_mask, center=self.shaper.draw.center)
+        severity = self.texture.severity
         if self.mode == "dag":
-            out = self.bias.corrupt(out, shape_mask[None], host=arr)
-            severity = max(severity, self.bias.alpha)
+            out = self.bias.corrupt(out, shape_mask[None], randomize=randomize)  # classes of the textured image
+            severity = max(severity, self.bias.severity)
         out = np.clip(out, 0.0, 1.0)
         return Corruption(out, shape_mask[None], float(severity), int(self.scheduler.timestep(severity)))
 
-    def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
+    def __call__(
+        self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None, randomize: bool = True
+    ) -> NdarrayOrTensor:
         """Return the corrupted image only (see :meth:`corrupt` for mask, severity and timestep)."""
-        return convert_to_dst_type(self.corrupt(img, mask).image, img)[0]
+        return convert_to_dst_type(self.corrupt(img, mask, randomize).image, img)[0]
+
+
+def _move_deprecated(owner: str, deprecated: Mapping, parts: dict) -> tuple:
+    """Move the flat keywords of versions < 0.3.0 into the dicts of ``parts`` (shape, texture, bias)."""
+    unknown = sorted(set(deprecated) - set(DEPRECATED_KEYWORDS))
+    if unknown:
+        raise TypeError(f"{owner}: unexpected keyword arguments {unknown}; give the parts' own arguments as "
+                        "shape={...}, texture={...}, bias={...}.")
+    for old, value in deprecated.items():
+        part, new = DEPRECATED_KEYWORDS[old]
+        if parts[part] is not None and not isinstance(parts[part], Mapping):
+            raise ValueError(f"{owner}: {old} cannot be combined with a {part} transform; set it on that transform.")
+        parts[part] = {**(parts[part] or {}), new: value}
+        warnings.warn(f"{owner}: {old}=... is deprecated and will be removed in 0.4.0; use {part}={{{new!r}: ...}}.",
+                      FutureWarning, stacklevel=3)
+    return parts["shape"], parts["texture"], parts["bias"]
+
+
+def _part(owner: str, name: str, cls: type, value, inherited: Mapping | None = None):
+    """The component ``cls`` from an instance, a dict of its arguments (over ``inherited``) or None."""
+    if isinstance(value, cls):
+        return value
+    if value is None or isinstance(value, Mapping):
+        return cls(**{**(inherited or {}), **dict(value or {})})
+    raise ValueError(
+        f"{owner}: {name} must be a {cls.__name__} or a dict of its arguments, got {type(value).__name__}."
+    )
 
 
 class RandDisyreCorruptiond(RandDictTwin):

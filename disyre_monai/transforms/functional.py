@@ -21,16 +21,29 @@ def _local_coords(shape: Sequence[int], center: Sequence[float]) -> list[np.ndar
     return [g - c for g, c in zip(grids, center)]
 
 
-def box_shape(shape: Sequence[int], center: Sequence[float], side: float, angle_deg: float = 0.0) -> np.ndarray:
-    """Binary square (2D) or cube (3D) of side ``side`` voxels, rotated by ``angle_deg`` in the first two axes.
+def box_shape(
+    shape: Sequence[int], center: Sequence[float], side: float | Sequence[float], angle_deg: float = 0.0,
+    pivot: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Binary rectangle (2D) or cuboid (3D), rotated by ``angle_deg`` in the first two axes about ``pivot``.
+
+    Args:
+        shape: spatial shape of the output.
+        center: box centre in voxel coordinates (before rotation).
+        side: side length in voxels, one for all axes or one per axis.
+        angle_deg: rotation in degrees.
+        pivot: centre of rotation (default ``center``; the released code rotates its whole anomaly box).
 
     Returns:
         float32 array of ``shape`` with values in {0, 1}.
     """
-    u = _local_coords(shape, center)
+    sides = [float(side)] * len(shape) if np.isscalar(side) else [float(v) for v in side]
+    pivot = center if pivot is None else pivot
+    u = _local_coords(shape, pivot)
     a = np.deg2rad(angle_deg)
     u[0], u[1] = np.cos(a) * u[0] - np.sin(a) * u[1], np.sin(a) * u[0] + np.cos(a) * u[1]
-    inside = np.all([np.abs(ui) <= side / 2.0 for ui in u], axis=0)
+    offsets = [c - p for c, p in zip(center, pivot)]
+    inside = np.all([np.abs(ui - o) <= s / 2.0 for ui, o, s in zip(u, offsets, sides)], axis=0)
     return inside.astype(np.float32)
 
 

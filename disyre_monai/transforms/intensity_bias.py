@@ -15,17 +15,21 @@ from disyre_monai.utils import check_number, check_range
 
 
 class RandIntensityBias(RandomizableTransform):
-    """Brighten or darken some intensity classes of the host inside the anomaly shape.
+    """Brighten or darken some intensity classes of the image inside the anomaly shape.
 
-    The host is quantised to the ``codebook`` classes; classes present inside the shape are drawn without
-    replacement with probability proportional to their voxel count (how many: uniform from 1 to all present),
-    their region is blurred (``sigma``), multiplied by the shape and shifted by ``+-alpha`` (sign 50/50);
-    the result is clipped to [0, 1].
+    As released (snavalm/disyre ``preprocessing/bias.py``): the image is quantised to the ``codebook``
+    classes; each class is kept with probability ``n_k / (N + count_offset)`` (``n_k`` its voxels inside the
+    shape, ``N`` their sum), all classes when none is kept; the kept classes' region is blurred (``sigma``),
+    multiplied by the shape and shifted by ``+-alpha`` (sign 50/50); the result is clipped to [0, 1]. The
+    bias severity :attr:`severity` is the ACTUAL largest change this made (after masking and clipping), not
+    the drawn ``alpha``.
 
     Args:
-        alpha_range: (min, max) of the bias severity ``alpha`` (released: U(0, 1)).
+        alpha_range: (min, max) of the drawn bias ``alpha`` (released: U(0, 1)).
         codebook: class intensities of a [0, 1]-normalised image (released 5-class codebook by default).
         sigma: blur of the class region in voxels (released: 1).
+        count_offset: the voxel count added to ``N`` in the keep probability (released: 1000, for 2D shapes in
+            a 64 x 64 box; scale it with the box's area).
         prob: probability of corrupting at all.
     """
 
@@ -33,7 +37,7 @@ class RandIntensityBias(RandomizableTransform):
 
     def __init__(
         self, alpha_range=(0.0, 1.0), codebook: Sequence[float] = F.INTENSITY_CODEBOOK, sigma: float = 1.0,
-        prob: float = 1.0,
+        count_offset: float = 1000.0, prob: float = 1.0,
     ) -> None:
         name = type(self).__name__
         RandomizableTransform.__init__(self, check_number(name, "prob", prob, 0, 1))
@@ -42,9 +46,11 @@ class RandIntensityBias(RandomizableTransform):
         if not self.codebook:
             raise ValueError(f"{name}: codebook must hold at least one intensity in [0, 1].")
         self.sigma = check_number(name, "sigma", sigma, 0, 100)
+        self.count_offset = check_number(name, "count_offset", count_offset, 0)
         self.alpha = 0.0
         self.sign = 1.0
         self.classes: tuple[int, ...] = ()
+        self.severity = 0.0
 
     def randomize(self, img: np.ndarray, shape_mask: np.ndarray) -> None:  # type: ignore[override]
         """Draw severity, sign and classes for ``img`` ``(C, *spatial)`` and ``shape_mask`` ``spatial``."""
@@ -52,22 +58,25 @@ class RandIntensityBias(RandomizableTransform):
         self.alpha = self.R.uniform(*self.alpha_range)
         self.sign = 1.0 if self.R.rand() < 0.5 else -1.0
         counts = F.class_counts(img, shape_mask, self.codebook)
-        present = np.flatnonzero(counts)
-        if not self._do_transform or len(present) == 0:
+        kept = self.R.rand(len(self.codebook)) < counts / (counts.sum() + self.count_offset)
+        if not self._do_transform or counts.sum() == 0:
             self.alpha, self.classes = 0.0, ()
             return
-        how_many = self.R.randint(1, len(present) + 1)
-        weights = counts[present] / counts[present].sum()
-        self.classes = tuple(int(c) for c in self.R.choice(present, size=how_many, replace=False, p=weights))
+        self.classes = tuple(int(c) for c in np.flatnonzero(kept)) or tuple(range(len(self.codebook)))
 
     def corrupt(self, arr: np.ndarray, shape_mask: NdarrayOrTensor, host: np.ndarray | None = None,
                 randomize: bool = True) -> np.ndarray:
-        """Numpy core. ``arr`` ``(C, *spatial)``; ``host`` (default ``arr``) defines the intensity classes."""
+        """Numpy core. ``arr`` ``(C, *spatial)``; ``host`` (default ``arr``) defines the intensity classes.
+
+        Sets :attr:`severity` to ``max |output - arr|``.
+        """
         m = to_numpy(shape_mask, type(self).__name__, "shape_mask")[0]
         host = arr if host is None else host
         if randomize:
             self.randomize(host, m)
-        return F.intensity_bias(arr, m, self.classes, self.sign * self.alpha, host, self.codebook, self.sigma)
+        out = F.intensity_bias(arr, m, self.classes, self.sign * self.alpha, host, self.codebook, self.sigma)
+        self.severity = float(np.abs(out - arr).max()) if out.size else 0.0
+        return out
 
     def __call__(self, img: NdarrayOrTensor, shape_mask: NdarrayOrTensor, randomize: bool = True):
         """Corrupt ``img`` ``(C, *spatial)`` inside ``shape_mask`` ``(1, *spatial)``."""
@@ -81,7 +90,7 @@ class RandIntensityBiasd(RandDictTwin):
     Args:
         keys: images to corrupt (stacked along channels for one shared draw).
         shape_key: key of the anomaly shape.
-        severity_key: where to write the drawn bias severity (None: not written).
+        severity_key: where to write the realised bias severity (None: not written).
         kwargs: the :class:`RandIntensityBias` arguments.
     """
 
@@ -100,7 +109,7 @@ class RandIntensityBiasd(RandDictTwin):
         keys = list(self.key_iterator(d))
         unstack_keys(self.bias.corrupt(stack_keys(d, keys, type(self).__name__), d[self.shape_key]), d, keys)
         if self.severity_key:
-            d[self.severity_key] = np.float32(self.bias.alpha)
+            d[self.severity_key] = np.float32(self.bias.severity)
         return d
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -40,8 +40,10 @@ class RandForeignPatch(RandomizableTransform):
 
     Every call first draws a crop from the cache (crops of earlier images), then stores a crop of the
     current clean image, centred on a random foreground voxel, for later calls. The very first call, with
-    an empty cache, uses a crop of the image itself from a random location. In "dag" mode the patch is
-    min-max rescaled to the host's range inside the shape; plain FPI leaves it as it is.
+    an empty cache, uses a crop of the image itself from a random location. The patch is placed on the
+    anomaly box (``center``, default the centre of the shape's bounding box); in "dag" mode it is min-max
+    rescaled to the host's range inside the shape; plain FPI leaves it as it is. The texture severity
+    (``severity``) is the drawn ``a``, or 0 when the blend changed nothing (as released).
 
     Args:
         alpha_range: (min, max) of the texture severity ``a`` (released: U(0, 1)).
@@ -66,6 +68,7 @@ class RandForeignPatch(RandomizableTransform):
         self.cache = ForeignPatchCache(cache_size)
         self.foreground_threshold = check_number(name, "foreground_threshold", foreground_threshold)
         self.alpha = 0.0
+        self.severity = 0.0
         self.patch: np.ndarray | None = None
 
     def randomize(self, img: np.ndarray, fg: np.ndarray) -> None:  # type: ignore[override]
@@ -87,8 +90,13 @@ class RandForeignPatch(RandomizableTransform):
         crop = img[(slice(None), *F.patch_slices(center, size, fg.shape))]
         return F.place_patch(crop, size, [0] * fg.ndim)  # mirror-pads crops of images smaller than the patch
 
-    def blend(self, img: np.ndarray, shape_mask: np.ndarray) -> np.ndarray:
-        """Apply the drawn patch and severity to ``img`` ``(C, *spatial)`` inside ``shape_mask`` ``spatial``."""
+    def blend(self, img: np.ndarray, shape_mask: np.ndarray, center: Sequence[int] | None = None) -> np.ndarray:
+        """Apply the drawn patch and severity to ``img`` ``(C, *spatial)`` inside ``shape_mask`` ``spatial``.
+
+        ``center``: voxel the patch is centred on (the anomaly box's centre; default: the centre of the
+        shape's bounding box). Sets :attr:`severity`.
+        """
+        self.severity = 0.0
         if self.alpha == 0 or self.patch is None or not (shape_mask > 0).any():
             return img
         if self.patch.shape[0] != img.shape[0]:
@@ -96,13 +104,16 @@ class RandForeignPatch(RandomizableTransform):
                 f"{type(self).__name__}: cached patches have {self.patch.shape[0]} channels, the image has "
                 f"{img.shape[0]}; use one transform instance per channel layout."
             )
-        bbox = np.argwhere(shape_mask > 0)
-        center = (bbox.min(0) + bbox.max(0)) // 2
+        if center is None:
+            bbox = np.argwhere(shape_mask > 0)
+            center = (bbox.min(0) + bbox.max(0)) // 2
         origin = [int(c) - self.patch_size // 2 for c in center]
         patch = F.place_patch(self.patch, shape_mask.shape, origin)
         if self.rescale:
             patch = F.rescale_to_host(patch, img, shape_mask)
-        return F.foreign_patch_blend(img, shape_mask, patch, self.alpha)
+        out = F.foreign_patch_blend(img, shape_mask, patch, self.alpha)
+        self.severity = 0.0 if np.array_equal(out, img) else float(self.alpha)
+        return out
 
     def corrupt(self, arr: np.ndarray, shape_mask: NdarrayOrTensor, mask=None, randomize: bool = True) -> np.ndarray:
         """Numpy core: draw (optionally) and blend. ``arr`` ``(C, *spatial)``, ``shape_mask`` ``(1, *spatial)``."""
@@ -148,7 +159,7 @@ class RandForeignPatchd(RandDictTwin):
         mask = d[self.mask_key] if self.mask_key else None
         unstack_keys(self.fpi.corrupt(stacked, d[self.shape_key], mask), d, keys)
         if self.severity_key:
-            d[self.severity_key] = np.float32(self.fpi.alpha)
+            d[self.severity_key] = np.float32(self.fpi.severity)
         return d
 
 

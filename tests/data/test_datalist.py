@@ -48,7 +48,7 @@ def test_fixed_sample_dataset_is_reproducible_and_flattens_lists():
 
     def make(seed):
         pipeline = Compose([RandSlicesd(keys="image", num_slices=3, mask_key=None),
-                            RandDisyreCorruptiond(keys="image", size_range=(3, 6), patch_size=8)])
+                            RandDisyreCorruptiond(keys="image", shape={"size_range": (3, 6), "patch_size": 8})])
         return FixedSampleDataset([{"image": volume}, {"image": volume}], pipeline, seed=seed)
 
     a, b = make(1), make(1)

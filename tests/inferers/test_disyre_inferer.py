@@ -13,7 +13,7 @@ MODES = [
     dict(method="multi_step"),
     dict(method="multi_step", multi_step_score="update", num_steps=3),
     dict(method="mean_single_step", roi_size=32, overlap=0.5),
-    dict(method="multi_step", roi_size=32, foreground_weighting=True),
+    dict(method="multi_step", roi_size=32, foreground_weighting="normalised"),
     dict(method="mean_single_step", roi_size=(32, 16), blend_mode="constant"),
 ]
 SHAPES = [(2, 1, 64, 64), (1, 1, 37, 53), (1, 2, 40, 33, 7), (2, 1, 21, 30, 9)]
@@ -80,6 +80,31 @@ def test_map_peaks_on_repaired_blob():
         assert amap[20:28, 36:44].mean() > 10 * amap[:, :16].mean()
 
 
+def test_trailing_spacing_option_conditions_on_the_strongest_severities():
+    calls = []
+    DisyreInferer(num_steps=4, size_divisor=1, timestep_spacing="trailing")(
+        _brain((1, 1, 8, 8)), lambda inp, t: calls.append(int(t[0])) or inp)
+    assert calls == [99, 74, 49, 24]
+
+
+def test_size_divisor_is_read_from_the_network():
+    seen = []
+
+    class Net(torch.nn.Module):
+        size_divisor = 16
+
+        def forward(self, x, t):
+            seen.append(tuple(x.shape[2:]))
+            return x
+
+    x = _brain((1, 1, 37, 53))
+    assert DisyreInferer(num_steps=1)(x, Net()).shape == x.shape
+    assert DisyreInferer(num_steps=1, size_divisor=1)(x, Net()).shape == x.shape
+    assert seen == [(48, 64), (37, 53)]
+    with pytest.raises(ValueError, match=r"roi_size \(24, 24\) must be a multiple of size_divisor 16"):
+        DisyreInferer(roi_size=24)(x, Net())
+
+
 def test_multi_step_update_uses_the_conditioning_severity():
     scheduler = DisyreScheduler()
     inputs, times = [], []
@@ -101,7 +126,7 @@ def test_mean_single_step_restores_the_same_input_at_each_severity():
     calls = []
     x = _brain((1, 1, 16, 16))
     DisyreInferer(num_steps=4, size_divisor=1)(x, lambda inp, t: calls.append((inp.clone(), int(t[0]))) or inp)
-    assert [t for _, t in calls] == [99, 74, 49, 24]
+    assert [t for _, t in calls] == [75, 50, 25, 0], "the released severities 0.727, 0.272, 0.051, 0.0045"
     assert all(torch.equal(inp, x) for inp, _ in calls)
 
 
@@ -140,6 +165,10 @@ def test_real_network_runs_on_odd_sizes(preset):
         (dict(roi_size=2), "roi_size must be in"),
         (dict(slice_axis=3), "slice_axis must be in \\[0, 2\\]"),
         (dict(multi_step_score="sum"), "sum"),
+        (dict(foreground_weighting=True), "foreground_weighting must be one of"),
+        (dict(foreground_weighting="normalised"), "would change nothing"),
+        (dict(foreground_weighting="released"), "needs foreground_window"),
+        (dict(timestep_spacing="linspace"), "linspace"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -88,3 +88,22 @@ def test_protocol_validation():
         Protocol(name="bad", description="", median_filter=-1)
     with pytest.raises(ValueError, match="voxels"):
         Protocol(name="bad", description="", voxels="skull")
+
+
+def test_disyre_slice_mean_covers_the_cropped_slice_background_included():
+    shape = (24, 24, 6)
+    brain = np.zeros(shape, bool)
+    zz, yy = np.meshgrid(np.arange(24), np.arange(24), indexing="ij")
+    disc = (zz - 11.5) ** 2 + (yy - 11.5) ** 2 <= 81  # bounding box rows/cols 3..20: 18 x 18
+    brain[..., 1:5] = disc[..., None]
+    label = np.zeros(shape, bool)
+    label[10:13, 10:13, 2] = True
+    amap = brain.astype(np.float32)  # score 1 on every brain voxel
+    means = {}
+    for name in ("exact", "disyre"):
+        evaluation = AnomalyEvaluation(name, ["m"])
+        evaluation.add_case("c", {"m": amap}, brain, label)
+        means[name] = np.concatenate(evaluation.slice_scores["m"]["mean"])
+        assert evaluation.slice_labels[0].tolist() == [False, True, False, False]
+    assert np.allclose(means["exact"], 1.0), "exact: brain voxels only"
+    assert np.allclose(means["disyre"], disc.sum() / 18**2), "released: the whole cropped slice"

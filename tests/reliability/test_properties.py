@@ -156,7 +156,8 @@ def test_training_transforms_give_finite_samples_or_a_value_error(sample, seed):
         data = _preprocess(image, mask)
         chain = Compose([
             RandSlicesd(["image", "mask"], num_slices=2, mask_key="mask"),
-            RandDisyreCorruptiond("image", clean_keys=["target"], mask_key="mask", patch_size=4, size_range=(1, 4)),
+            RandDisyreCorruptiond("image", clean_keys=["target"], mask_key="mask",
+                                  shape={"patch_size": 4, "size_range": (1, 4), "ellipsoid_margin": 0}),
         ]).set_random_state(seed)
         out["samples"], out["shape"] = chain(data), data["image"].shape
 

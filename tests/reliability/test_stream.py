@@ -30,8 +30,9 @@ def _dataset(cache_size: int = 6) -> CacheDataset:
         RandSpatialCropd(["image", "mask"], (24, 24), random_size=False),
         RandFlipd(["image", "mask"], prob=0.5, spatial_axis=0),
         RandGaussianNoised("image", prob=0.5, std=0.05),
-        RandDisyreCorruptiond("image", clean_keys=["target"], mask_key="mask", patch_size=8, size_range=(3, 8),
-                              cache_size=cache_size),
+        RandDisyreCorruptiond("image", clean_keys=["target"], mask_key="mask",
+                              shape={"patch_size": 8, "size_range": (3, 8), "ellipsoid_margin": 1},
+                              texture={"cache_size": cache_size}),
     ])
     return CacheDataset(data, transform, progress=False)
 

@@ -15,6 +15,7 @@ from disyre_monai.transforms import (
     RandIntensityBias,
     RandIntensityBiasd,
 )
+from disyre_monai.transforms import functional as F
 from tests.helpers import synthetic_brain
 
 SHAPES = [(64, 64), (33, 47), (40, 40, 24)]
@@ -44,9 +45,11 @@ def test_same_seed_same_output(shape, mode):
 def test_changes_confined_to_anomaly_mask_and_brain(shape, mode):
     img = synthetic_brain(shape, seed=3)
     brain = img[0] > 0
-    for out in _corrupt(0, img, mode=mode, size_range=(10, 20)):
+    outs = _corrupt(0, img, mode=mode, shape={"size_range": (10, 20), "patch_size": 32, "ellipsoid_margin": 5})
+    assert any(out.severity > 0 for out in outs)
+    for out in outs:
         changed = np.abs(out.image - img)[0] > 0
-        assert changed.any()
+        assert changed.any() == (out.severity > 0)
         assert not (changed & (out.anomaly_mask[0] == 0)).any()
         assert not (out.anomaly_mask[0][~brain] > 0).any()
         assert out.image.min() >= 0 and out.image.max() <= 1
@@ -55,7 +58,11 @@ def test_changes_confined_to_anomaly_mask_and_brain(shape, mode):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(texture_range=(0, 0), bias_range=(0, 0)), dict(p_anomaly=0.0), dict(mode="fpi", texture_range=(0, 0))],
+    [
+        dict(texture={"alpha_range": (0, 0)}, bias={"alpha_range": (0, 0)}),
+        dict(p_anomaly=0.0),
+        dict(mode="fpi", texture={"alpha_range": (0, 0)}),
+    ],
 )
 def test_zero_severity_leaves_image_unchanged(kwargs, brain2d):
     for out in _corrupt(1, brain2d, **kwargs):
@@ -73,7 +80,7 @@ def test_corruption_grows_with_severity(shape):
     img = synthetic_brain(shape, seed=2)
     changes = []
     for alpha in (0.1, 0.4, 0.7, 1.0):
-        t = RandDisyreCorruption(texture_range=(alpha, alpha), bias_range=(alpha, alpha))
+        t = RandDisyreCorruption(texture={"alpha_range": (alpha, alpha)}, bias={"alpha_range": (alpha, alpha)})
         t.set_random_state(11)
         t.texture.cache.add(np.full((1, 64, 64), 0.05, np.float32))  # a dark foreign patch, always drawn
         t.texture.cache.capacity = 1
@@ -162,8 +169,13 @@ def test_component_dict_twins_compose(brain3d):
     [
         (lambda: RandDisyreCorruption(p_anomaly=1.5), "p_anomaly must be in \\[0, 1\\]"),
         (lambda: RandDisyreCorruption(mode="gauss"), "gauss"),
-        (lambda: RandDisyreCorruption(size_range=(20, 10)), "size_range must satisfy min <= max"),
-        (lambda: RandDisyreCorruption(texture_range=(0, 2)), "alpha_range must be in \\[0, 1\\]"),
+        (lambda: RandDisyreCorruption(shape={"size_range": (20, 10)}),
+         "RandAnomalyShape: size_range must satisfy min <= max"),
+        (lambda: RandDisyreCorruption(texture={"alpha_range": (0, 2)}), "RandForeignPatch: alpha_range must be in"),
+        (lambda: RandDisyreCorruption(bias={"count_offset": -1}), "RandIntensityBias: count_offset must be in"),
+        (lambda: RandDisyreCorruption(shape=3), "shape must be a RandAnomalyShape or a dict of its arguments"),
+        (lambda: RandDisyreCorruption(mode="fpi", texture=RandForeignPatch()), "mode 'fpi' needs a texture with"),
+        (lambda: RandAnomalyShape(blur_prob=1.5), "blur_prob must be in \\[0, 1\\]"),
         (lambda: RandAnomalyShape(kinds=["triangle"]), "triangle"),
         (lambda: RandAnomalyShape(sigma_range=(-1, 2)), "sigma_range must be in \\[0, 100\\]"),
         (lambda: RandAnomalyShape(patch_size=2), "patch_size must be in \\[4, 10000\\]"),
@@ -185,3 +197,81 @@ def test_bad_inputs_raise_value_error():
         t(np.zeros((1, 32, 32), np.float32), mask=np.ones((1, 16, 16)))
     with pytest.raises(ValueError, match="different spatial shapes"):
         RandDisyreCorruptiond(keys=["a", "b"])({"a": np.zeros((1, 8, 8)), "b": np.zeros((1, 9, 9))})
+
+
+def test_bias_severity_is_the_realised_largest_change():
+    img = synthetic_brain((64, 64), seed=4)
+    t = RandDisyreCorruption(texture={"alpha_range": (0, 0)}, shape={"patch_size": 32, "size_range": (5, 22)})
+    t.set_random_state(0)
+    gaps = []
+    for _ in range(200):
+        out = t.corrupt(img)
+        assert out.severity == pytest.approx(float(np.abs(out.image - img).max()), abs=1e-6)
+        gaps.append(abs(t.bias.alpha - out.severity))
+    assert max(gaps) > 0.1, "clipping and masking make the drawn bias differ from the realised one"
+    bias = RandIntensityBiasd(keys="image").set_random_state(1)
+    data = bias({"image": img, "anomaly_shape": RandAnomalyShape().set_random_state(1)(img)})
+    assert data["bias_severity"] == pytest.approx(float(np.abs(data["image"] - img).max()), abs=1e-6)
+
+
+def test_bias_classes_come_from_the_textured_image():
+    t = RandDisyreCorruption(texture={"alpha_range": (1, 1)}, bias={"alpha_range": (0.5, 0.5)}).set_random_state(2)
+    img = synthetic_brain((64, 64), seed=2)
+    t.corrupt(synthetic_brain((64, 64), seed=1) ** 3)  # caches a crop of a differently textured image
+    differs = 0
+    for _ in range(20):
+        out = t.corrupt(img)
+        m, shift = out.anomaly_mask[0], t.bias.sign * t.bias.alpha
+        textured = t.texture.blend(img, m, center=t.shaper.draw.center)
+        assert np.allclose(out.image, np.clip(F.intensity_bias(textured, m, t.bias.classes, shift), 0, 1))
+        from_clean = np.clip(F.intensity_bias(textured, m, t.bias.classes, shift, host=img), 0, 1)
+        differs += not np.allclose(out.image, from_clean)
+    assert differs > 0
+
+
+def test_bias_keeps_classes_by_count_and_falls_back_to_all():
+    img = np.zeros((1, 64, 64), np.float32)
+    img[0, :, :32], img[0, :, 32:] = 0.38, 0.94  # classes 1 and 4, 2048 voxels each
+    m = np.ones((1, 64, 64), np.float32)
+    bias = RandIntensityBias().set_random_state(0)
+    draws = []
+    for _ in range(2000):
+        bias.randomize(img, m[0])
+        draws.append(bias.classes)
+    keep = 2048 / (4096 + 1000)  # released: each class kept with probability n_k / (N + 1000)
+    assert np.mean([1 in c and 4 not in c for c in draws]) == pytest.approx(keep * (1 - keep), abs=0.03)
+    assert np.mean([c == (0, 1, 2, 3, 4) for c in draws]) == pytest.approx((1 - keep) ** 2, abs=0.03)
+
+
+def test_corruption_composes_its_parts_given_as_transforms_or_dicts(brain2d):
+    shape = {"patch_size": 32, "size_range": (5, 22), "ellipsoid_margin": 5}
+    a = RandDisyreCorruption(shape=shape, bias={"count_offset": 250}).set_random_state(7)
+    b = RandDisyreCorruption(shape=RandAnomalyShape(**shape), bias=RandIntensityBias(count_offset=250))
+    b.set_random_state(7)
+    for _ in range(3):
+        x, y = a.corrupt(brain2d), b.corrupt(brain2d)
+        assert np.array_equal(x.image, y.image) and x.severity == y.severity
+    assert a.texture.patch_size == 32 and a.texture.rescale, "the texture inherits the box size; dag rescales"
+    assert not RandDisyreCorruption(mode="fpi").texture.rescale
+
+
+def test_randomize_false_reapplies_the_previous_draw(brain2d):
+    t = RandDisyreCorruption(shape={"patch_size": 32, "size_range": (5, 22)}).set_random_state(4)
+    first = t.corrupt(brain2d)
+    cached = len(t.texture.cache)
+    again = t.corrupt(brain2d, randomize=False)
+    assert np.array_equal(first.image, again.image) and first.severity == again.severity
+    assert len(t.texture.cache) == cached
+    assert np.array_equal(t(brain2d, randomize=False), first.image)
+
+
+def test_flat_keywords_of_0_2_are_moved_into_the_parts_with_a_warning(brain2d):
+    with pytest.warns(FutureWarning, match=r"size_range=\.\.\. is deprecated .* shape=\{'size_range'"):
+        old = RandDisyreCorruption(size_range=(5, 22), patch_size=32, texture_range=(0.2, 0.4), bias_range=(0, 0.5))
+    new = RandDisyreCorruption(shape={"size_range": (5, 22), "patch_size": 32}, texture={"alpha_range": (0.2, 0.4)},
+                               bias={"alpha_range": (0, 0.5)})
+    assert old.shaper.size_range == (5, 22) and old.texture.alpha_range == (0.2, 0.4) and old.texture.patch_size == 32
+    old.set_random_state(1), new.set_random_state(1)
+    assert np.array_equal(old.corrupt(brain2d).image, new.corrupt(brain2d).image)
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['alpha_range'\\]"):
+        RandDisyreCorruption(alpha_range=(0, 1))
