@@ -16,14 +16,13 @@ from disyre_monai.data.datalist import load_datalist
 from disyre_monai.engines.outputs import case_outputs
 from disyre_monai.failures import FailureReport
 from disyre_monai.inferers.baselines import ZScoreInferer
+from disyre_monai.io import NIFTI_SUFFIXES
 from disyre_monai.metrics.cases import voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import look_up_protocol
 from disyre_monai.metrics.report import summary_lines, write_report
 from disyre_monai.transforms.validation import check_same_grid
 
-#: file suffixes a map may have, in the order they are looked for.
-MAP_SUFFIXES = (".nii.gz", ".nii")
 #: the cases' files read together (the bundle's ``volume_keys``) and the map, under ``"map"``.
 VOLUME_KEYS = ("image", "mask", "label", "map")
 
@@ -31,7 +30,7 @@ VOLUME_KEYS = ("image", "mask", "label", "map")
 def find_map(maps_dir: Path, image_path: str, postfix: str) -> Path:
     """The map of ``image_path`` in ``maps_dir``: ``<image stem>_<postfix>.nii.gz`` (or ``.nii``), the stem as the
     bundle's inference names its outputs (MONAI's ``SaveImaged``, see :func:`~disyre_monai.engines.case_outputs`)."""
-    candidates = [case_outputs(image_path, maps_dir, [postfix], suffix)[0] for suffix in MAP_SUFFIXES]
+    candidates = [case_outputs(image_path, maps_dir, [postfix], suffix)[0] for suffix in NIFTI_SUFFIXES]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
