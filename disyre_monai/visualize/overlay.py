@@ -6,6 +6,7 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
@@ -14,7 +15,7 @@ from disyre_monai.utils import as_numpy, check_int, source_name
 
 
 def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: float | None = None, title: str = ""):
-    """A matplotlib figure: ``num_slices`` axial slices of ``image`` with ``anomaly_map`` as a heat overlay.
+    """A ``matplotlib.figure.Figure``: ``num_slices`` axial slices of ``image`` with ``anomaly_map`` as a heat overlay.
 
     Slices are spread evenly over the brain, always including the slice of the map's maximum.
 
@@ -25,12 +26,11 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
         num_slices: slices in the montage.
         vmax: top of the colour scale (default: the map's 99.9th percentile inside the brain).
         title: figure title.
+
+    Returns:
+        the figure, not registered with pyplot (no backend is chosen, nothing needs closing): save it with
+        ``fig.savefig(path)``; a notebook displays it.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     image, amap = np.squeeze(as_numpy(image)), np.squeeze(as_numpy(anomaly_map))
     label = None if label is None else np.squeeze(as_numpy(label))
     brain_slices = np.flatnonzero(image.reshape(-1, image.shape[-1]).any(0))
@@ -43,7 +43,8 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
     vmax = vmax or (float(np.percentile(positive, 99.9)) if positive.size else 1.0)
     cols = min(4, num_slices)
     rows = int(np.ceil(num_slices / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.7 * rows), squeeze=False)
+    fig = Figure(figsize=(2.4 * cols, 2.7 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, z in zip(axes.flat, picks):
         ax.imshow(np.rot90(image[:, :, z]), cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6))
         shown = np.ma.masked_less_equal(np.rot90(amap[:, :, z]), 0.25 * vmax)  # only the salient part
@@ -77,13 +78,10 @@ class SaveOverlayMontaged(MapTransform):
         self.num_slices = check_int(type(self).__name__, "num_slices", num_slices, 1, 64)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        import matplotlib.pyplot as plt
-
         d = dict(data)
         image_key, map_key = self.keys
         case = Path(source_name(d[image_key], "case")).name.split(".")[0]
         label = d.get(self.label_key) if self.label_key else None
         fig = overlay_montage(d[image_key], d[map_key], label, self.num_slices, title=f"DISYRE anomaly map: {case}")
         atomic_savefig(fig, self.output_dir / f"{case}_overlay.png", dpi=90)
-        plt.close(fig)
         return d
