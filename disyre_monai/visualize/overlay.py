@@ -14,6 +14,28 @@ from disyre_monai.io import atomic_savefig
 from disyre_monai.utils import as_numpy, check_int, source_name
 
 
+def draw_overlay(ax, image, anomaly_map, label=None, vmax: float = 1.0, alpha: float = 0.65,
+                 image_vmax: float | None = None) -> None:
+    """Draw one axial slice on a matplotlib ``ax``: the scan in grey (from 0), the salient part of the map (above a
+    quarter of ``vmax``) as heat, the lesion outline in green; rotated so that anterior is up.
+
+    Args:
+        ax: the axes.
+        image, anomaly_map: ``(H, W)`` slices (RAS).
+        label: optional ``(H, W)`` lesion mask (> 0: lesion).
+        vmax: top of the map's colour scale.
+        alpha: opacity of the map.
+        image_vmax: top of the scan's grey scale (default: the slice's maximum).
+    """
+    image = np.asarray(image, np.float32)
+    top = float(image.max()) if image_vmax is None else image_vmax
+    ax.imshow(np.rot90(image), cmap="gray", vmin=0, vmax=max(top, 1e-6))
+    ax.imshow(np.ma.masked_less_equal(np.rot90(anomaly_map), 0.25 * vmax), cmap="inferno", vmin=0, vmax=vmax,
+              alpha=alpha)
+    if label is not None and np.any(label):
+        ax.contour(np.rot90(np.asarray(label) > 0), levels=[0.5], colors="lime", linewidths=0.8)
+
+
 def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: float | None = None, title: str = ""):
     """A ``matplotlib.figure.Figure``: ``num_slices`` axial slices of ``image`` with ``anomaly_map`` as a heat overlay.
 
@@ -46,11 +68,8 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
     fig = Figure(figsize=(2.4 * cols, 2.7 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, z in zip(axes.flat, picks):
-        ax.imshow(np.rot90(image[:, :, z]), cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6))
-        shown = np.ma.masked_less_equal(np.rot90(amap[:, :, z]), 0.25 * vmax)  # only the salient part
-        ax.imshow(shown, cmap="inferno", vmin=0, vmax=vmax, alpha=0.65)
-        if label is not None and label[:, :, z].any():
-            ax.contour(np.rot90(label[:, :, z] > 0), levels=[0.5], colors="lime", linewidths=0.8)
+        draw_overlay(ax, image[:, :, z], amap[:, :, z], None if label is None else label[:, :, z], vmax,
+                     image_vmax=float(image.max()))
         ax.set_title(f"z={z}" + (" (max)" if z == peak else ""), fontsize=8)
     for ax in axes.flat:
         ax.axis("off")

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from disyre_monai.io import atomic_savefig
+from disyre_monai.visualize.overlay import draw_overlay
 
 if TYPE_CHECKING:  # annotations only: importing metrics here would close a metrics <-> visualize cycle
     from disyre_monai.metrics.curve import RankCurve
@@ -80,11 +81,8 @@ def plot_case_snapshots(snapshots: list[dict], title: str, path: Path) -> None:
     axes = fig.subplots(1, n, squeeze=False)
     for ax, snap in zip(axes.flat, snapshots):
         image, amap = np.asarray(snap["image"], np.float32), np.asarray(snap["map"], np.float32)
-        ax.imshow(np.rot90(image), cmap="gray")
         top = float(np.percentile(amap[amap > 0], 99.5)) if (amap > 0).any() else 1.0
-        ax.imshow(np.ma.masked_less_equal(np.rot90(amap), 0.25 * top), cmap="inferno", vmin=0, vmax=top, alpha=0.6)
-        if snap["label"].any():
-            ax.contour(np.rot90(snap["label"]), levels=[0.5], colors="lime", linewidths=0.8)
+        draw_overlay(ax, image, amap, snap["label"], top, alpha=0.6)
         ax.set_title(f"{snap['case'][:28]}\nz={snap['slice']}  AP {snap['average_precision']:.3f}", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
