@@ -1,9 +1,11 @@
-"""Functions the bundle configs call by ``_target_`` that belong to no pipeline stage."""
+"""The bundle from Python: functions the bundle configs call by ``_target_`` that belong to no pipeline stage, and
+the way back, finding the bundle folder and reading its loading transforms for the commands that run outside it."""
 
 from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -38,3 +40,67 @@ def bundle_root() -> str:
     finally:
         del frame
     return os.getcwd()
+
+
+def find_bundle(bundle_dir: str | os.PathLike | None = None,
+                required: Sequence[str] = ("configs/inference.json",)) -> Path:
+    """The DISYRE bundle folder: ``bundle_dir``, else ``$DISYRE_BUNDLE``, else ``bundle/`` of the source checkout
+    this package runs from.
+
+    Args:
+        bundle_dir: the bundle folder (holding ``configs/``), or None for the default.
+        required: files, relative to the folder, that the caller needs.
+
+    Raises:
+        FileNotFoundError: when the folder lacks one of ``required``, naming what is missing and where it looked.
+    """
+    if bundle_dir:
+        root = Path(bundle_dir)
+    elif os.environ.get("DISYRE_BUNDLE"):
+        root = Path(os.environ["DISYRE_BUNDLE"])
+    else:
+        root = Path(__file__).resolve().parents[1] / "bundle"
+    missing = [name for name in required if not (root / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"bundle folder {root} misses {', '.join(missing)}; pass the DISYRE bundle with --bundle_dir "
+            "(the `bundle/` folder of a disyre-monai source checkout) or set DISYRE_BUNDLE."
+        )
+    return root
+
+
+def bundle_preprocessing(bundle_dir: str | os.PathLike | None = None, config_file: str = "configs/inference.json",
+                         **settings):
+    """The bundle's loading transforms (``preprocessing`` of its ``inference.json``), for code that runs outside
+    the bundle, so that every entry point loads and checks scans the same way.
+
+    The transforms read the volumes of a case (``CheckImageFilesd`` on the files, ``LoadImaged``,
+    ``ValidateImaged``, reorientation to RAS, brain mask, intensity scaling; see ``inference.json``).
+    ``disyre-monai evaluate`` and ``disyre-monai validate`` use them.
+
+    Args:
+        bundle_dir: the bundle folder (see :func:`find_bundle`).
+        config_file: the config holding ``preprocessing``, relative to the bundle folder.
+        settings: top-level config settings to replace before parsing, e.g. ``max_voxels=...``,
+            ``nonfinite="zero"`` or ``volume_keys=["image", "mask", "label", "map"]`` (the keys of the files
+            loaded and reoriented together).
+
+    Returns:
+        the parsed ``preprocessing`` (a MONAI ``Compose``).
+
+    Raises:
+        FileNotFoundError: no such bundle or config file.
+        KeyError: a setting the config does not have.
+    """
+    from monai.bundle import ConfigParser
+
+    root = find_bundle(bundle_dir, (config_file,))
+    parser = ConfigParser()
+    parser.read_config(str(root / config_file))
+    unknown = sorted(k for k in settings if k not in parser)
+    if unknown:
+        raise KeyError(f"bundle_preprocessing: {root / config_file} has no setting {', '.join(unknown)}.")
+    parser["bundle_root"] = str(root.resolve())
+    for key, value in settings.items():
+        parser[key] = value
+    return parser.get_parsed_content("preprocessing")

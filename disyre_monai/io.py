@@ -21,6 +21,8 @@ from monai.data import NibabelWriter
 
 #: File-name endings of the image formats read (NIfTI, NRRD, MetaImage), lower case.
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
+#: The NIfTI ones, compressed first (the order in which an output file is looked for).
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Names of the temporary files written here (``mkstemp`` adds 8 random characters).
 TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9.]+)?$")
 _COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz")

@@ -31,3 +31,39 @@ def test_readme_demo_commands_name_existing_configs_and_run_ids():
         for name in files:
             merged.update(json.loads((root / name).read_text()))
         assert command[4] in merged, f"{command[4]} is not an id of {files}"
+
+
+def test_readme_code_map_names_existing_modules_objects_and_config_ids():
+    """The code map stays true when code moves: every module path, class and config id it names exists."""
+    import importlib
+    import json
+
+    import monai.engines
+    import monai.transforms
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    names = set(re.findall(r"`([^`\s]+)`", section))
+    modules = {n for n in names if n.endswith(".py")}
+    assert modules and all((root / "disyre_monai" / m).is_file() for m in modules), \
+        sorted(m for m in modules if not (root / "disyre_monai" / m).is_file())
+    folders = {n for n in names if n.endswith("/") and not n.startswith("disyre_monai")}
+    assert all((root / "disyre_monai" / f).is_dir() for f in folders), folders
+    configs = {n: json.loads((root / n).read_text()) for n in names if n.startswith("bundle/configs/")}
+    assert len(configs) == 3
+    train, infer = configs["bundle/configs/train.json"], configs["bundle/configs/inference.json"]
+    for config_id in (n for n in names if "#" in n):
+        node = train
+        for part in config_id.split("#"):
+            node = node[part]
+    for key in ("data", "dataset", "evaluator", "postprocessing", "preprocessing"):
+        assert key in infer
+    packages = [importlib.import_module(f"disyre_monai.{p}") for p in
+                ("config", "data", "engines", "failures", "handlers", "inferers", "io", "metrics", "networks",
+                 "schedulers", "transforms", "visualize")]
+    known = {n for module in (*packages, monai.transforms, monai.engines) for n in dir(module)}
+    known |= set(dir(importlib.import_module("disyre_monai.metrics.report")))
+    known |= {*train, *infer, *importlib.import_module("disyre_monai.inferers").INFERENCE_METHODS}  # config keys
+    objects = {n for n in names if re.fullmatch(r"[A-Z]\w+|[a-z]+_[a-z_]+", n)}
+    assert objects and objects <= known, sorted(objects - known)

@@ -1,4 +1,5 @@
-"""``disyre-monai validate``: check every case of a datalist or folder as the bundle would load it.
+"""``disyre-monai validate``: check every case of a datalist or folder as the bundle would load it (the bundle's own
+loading transforms, see :func:`disyre_monai.config.bundle_preprocessing`).
 
 The input checks themselves (``CheckImageFilesd``, ``ValidateImaged``, ``ValidateImage``, ``check_image_file``,
 ``validate_volume``, ``check_same_grid``, ``ras_grid``, ``DEFAULT_MAX_VOXELS``, ``NONFINITE_POLICIES``) moved to
@@ -11,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from monai.transforms import Compose, LoadImaged
 from tqdm.auto import tqdm
 
+from disyre_monai.config import bundle_preprocessing
 from disyre_monai.data.datalist import load_datalist
 from disyre_monai.failures import FailureReport
 from disyre_monai.transforms import validation as checks
@@ -34,13 +35,14 @@ def validate_dataset(
     max_voxels: int = checks.DEFAULT_MAX_VOXELS,
     nonfinite: str = "error",
     dataset_dir: str | None = None,
+    bundle_dir: str | None = None,
 ) -> dict:
     """Check every case of a datalist or folder as the bundle would load it, without running a model.
 
-    The ``disyre-monai validate`` command: each case goes through
-    :class:`~disyre_monai.transforms.CheckImageFilesd`, ``LoadImaged`` and
-    :class:`~disyre_monai.transforms.ValidateImaged` (brain mask and lesion label included); problems are listed,
-    not fatal.
+    The ``disyre-monai validate`` command: each case goes through the bundle's ``preprocessing`` (from its
+    ``inference.json``): :class:`~disyre_monai.transforms.CheckImageFilesd`, ``LoadImaged``,
+    :class:`~disyre_monai.transforms.ValidateImaged` (brain mask and lesion label included), reorientation,
+    brain mask and scaling; problems are listed, not fatal.
 
     Args:
         data: a datalist JSON file or a folder of images.
@@ -48,6 +50,8 @@ def validate_dataset(
         output: write the report there as JSON (``failures.json`` format; default: print only).
         max_voxels, nonfinite: as in :class:`~disyre_monai.transforms.ValidateImaged`.
         dataset_dir: root of the datalist's relative paths (default: the datalist's folder).
+        bundle_dir: the bundle whose loading transforms are used (default: see
+            :func:`~disyre_monai.config.find_bundle`).
 
     Returns:
         the report; raises ``SystemExit(1)`` after printing it when a case failed.
@@ -61,12 +65,7 @@ def validate_dataset(
         content = json.loads(path.read_text(encoding="utf-8"))
         splits = [split] if split else [k for k, v in content.items() if isinstance(v, list)]
         entries = [e for s in splits for e in load_datalist(dataset_dir, str(path), s, missing="keep")]
-    keys = ["image", "mask", "label"]
-    load = Compose([
-        checks.CheckImageFilesd(keys, max_voxels=max_voxels),
-        LoadImaged(keys, ensure_channel_first=True, image_only=True, allow_missing_keys=True),
-        checks.ValidateImaged("image", max_voxels=max_voxels, nonfinite=nonfinite),
-    ])
+    load = bundle_preprocessing(bundle_dir, max_voxels=max_voxels, nonfinite=nonfinite)
     out = Path(output) if output else None
     report = FailureReport(out.parent if out else None, out.name if out else "failures.json", run="validate")
     for entry in tqdm(entries, desc="validating", unit="case"):

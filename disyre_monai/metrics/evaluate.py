@@ -6,49 +6,50 @@ scans' own space, so that methods can be compared under the same protocol withou
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 import numpy as np
-from monai.transforms import Compose, LoadImaged, Orientationd
 from tqdm.auto import tqdm
 
+from disyre_monai.config import bundle_preprocessing
 from disyre_monai.data.datalist import load_datalist
+from disyre_monai.engines.outputs import case_outputs
+from disyre_monai.failures import FailureReport
 from disyre_monai.inferers.baselines import ZScoreInferer
-from disyre_monai.io import atomic_write_json
+from disyre_monai.io import NIFTI_SUFFIXES
 from disyre_monai.metrics.cases import voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import look_up_protocol
 from disyre_monai.metrics.report import summary_lines, write_report
-from disyre_monai.transforms import EnsureBrainMaskd, ScaleByPercentiled
+from disyre_monai.transforms.validation import check_same_grid
 
-
-def _image_stem(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
+#: the cases' files read together (the bundle's ``volume_keys``) and the map, under ``"map"``.
+VOLUME_KEYS = ("image", "mask", "label", "map")
 
 
 def find_map(maps_dir: Path, image_path: str, postfix: str) -> Path:
-    """The map of ``image_path`` in ``maps_dir``: ``<image stem>_<postfix>.nii.gz`` (or ``.nii``)."""
-    stem = _image_stem(image_path)
-    for suffix in (".nii.gz", ".nii"):
-        candidate = maps_dir / f"{stem}_{postfix}{suffix}"
+    """The map of ``image_path`` in ``maps_dir``: ``<image stem>_<postfix>.nii.gz`` (or ``.nii``), the stem as the
+    bundle's inference names its outputs (MONAI's ``SaveImaged``, see :func:`~disyre_monai.engines.case_outputs`)."""
+    candidates = [case_outputs(image_path, maps_dir, [postfix], suffix)[0] for suffix in NIFTI_SUFFIXES]
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"no map {stem}_{postfix}.nii.gz in {maps_dir} for {image_path}")
+    raise FileNotFoundError(f"no map {candidates[0].name} in {maps_dir} for {image_path}")
 
 
 def evaluate_maps(maps_dir: str, output_dir: str = "runs/evaluate_maps", dataset_dir: str | None = None,
                   datalist: str | None = None, split: str = "test", protocol: str = "exact",
                   threshold: float | None = None, postfix: str = "anomaly_map", model_name: str = "disyre",
-                  baselines: bool = True, seed: int = 0, progress: bool = True) -> dict:
+                  baselines: bool = True, seed: int = 0, progress: bool = True, bundle_dir: str | None = None) -> dict:
     """Evaluate saved anomaly maps of a datalist split and write the report (as the bundle's evaluate does).
 
+    Every case is loaded by the bundle's own loading transforms (``preprocessing`` of its ``inference.json``,
+    with the map read and reoriented together with the scan: file checks, ``ValidateImaged``, RAS, brain mask,
+    scaling), so a scan is checked and scaled here as it was for inference.
+
     Args:
-        maps_dir: folder of the maps, one ``<image stem>_<postfix>.nii.gz`` per case, in the scan's space.
+        maps_dir: folder of the maps, one ``<image stem>_<postfix>.nii.gz`` per case, in the scan's space (on
+            its voxel grid).
         output_dir: folder of ``metrics.json``, ``per_case.csv``, figures and ``failures.json``.
         dataset_dir, datalist, split: the cases (see :func:`~disyre_monai.data.load_datalist`); entries need
             ``label`` (lesion mask) unless ``role`` is ``"healthy"``; ``mask`` (brain) is optional (image > 0).
@@ -59,34 +60,34 @@ def evaluate_maps(maps_dir: str, output_dir: str = "runs/evaluate_maps", dataset
         baselines: also score the intensity z-score baseline (computed from the images).
         seed: seed of the protocol's voxel subsampling.
         progress: show a progress bar.
+        bundle_dir: the bundle whose loading transforms are used (default: see
+            :func:`~disyre_monai.config.find_bundle`).
 
     Returns:
         the result dict (``summary``, ``cases``, ``failures``); failed cases are skipped and listed in
-        ``failures.json`` (an empty list when none failed).
+        ``failures.json`` (the format of :class:`~disyre_monai.failures.FailureReport`, run ``"evaluate"``,
+        stage ``"load"`` or ``"evaluation"``).
     """
     maps_path = Path(maps_dir)
     if not maps_path.is_dir():
         raise FileNotFoundError(f"evaluate_maps: maps_dir {maps_path} is not a folder.")
     look_up_protocol(protocol)
     entries = load_datalist(dataset_dir, datalist, split)
-    load = Compose([
-        LoadImaged(["image", "mask", "label", "map"], ensure_channel_first=True, image_only=True,
-                   allow_missing_keys=True),
-        Orientationd(["image", "mask", "label", "map"], axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")),
-                     allow_missing_keys=True),
-        EnsureBrainMaskd("image", "mask"),
-        ScaleByPercentiled("image", mask_key="mask"),
-    ])
+    load = bundle_preprocessing(bundle_dir, volume_keys=list(VOLUME_KEYS))
     methods = [model_name, "zscore"] if baselines else [model_name]
     evaluation = AnomalyEvaluation(protocol, methods, {model_name: threshold} if threshold is not None else None,
                                    "given" if threshold is not None else "", seed=seed)
-    zscore, failures = ZScoreInferer(), []
+    zscore = ZScoreInferer()
+    out = Path(output_dir)
+    failures = FailureReport(out, run="evaluate", exit_on_failure=False)
     for entry in tqdm(entries, desc=f"evaluate ({protocol})", disable=not progress):
         try:
             item = load({**entry, "map": str(find_map(maps_path, entry["image"], postfix))})
-            if tuple(item["map"].shape[1:]) != tuple(item["image"].shape[1:]):
-                raise ValueError(f"map {item['map'].meta.get('filename_or_obj')} has shape "
-                                 f"{tuple(item['map'].shape[1:])}, image {tuple(item['image'].shape[1:])}")
+            check_same_grid(item["image"], item["map"], "anomaly map")
+        except Exception as error:  # one bad case must not stop the batch
+            failures.record(entry, "load", error)
+            continue
+        try:
             maps = {model_name: np.asarray(item["map"][0], np.float32)}
             if baselines:
                 maps["zscore"] = zscore(item["image"][None], None, mask=item["mask"][None])[0, 0].numpy()
@@ -94,21 +95,17 @@ def evaluate_maps(maps_dir: str, output_dir: str = "runs/evaluate_maps", dataset
             evaluation.add_case(Path(entry["image"]).name, maps, item["mask"], item.get("label"),
                                 image=item["image"][0], voxel_volume_ml=voxel_volume_ml(item["image"]),
                                 healthy=healthy)
-        except Exception as error:  # one bad case must not stop the batch
-            failures.append({"image": entry.get("image"), "error": f"{type(error).__name__}: {error}",
-                             "traceback": traceback.format_exc(limit=3)})
-    out = Path(output_dir)
-    atomic_write_json(out / "failures.json", failures)
+        except Exception as error:
+            failures.record(entry, "evaluation", error)
+        else:
+            failures.completed()
     if not evaluation.case_names:
+        failures.finish()
         raise RuntimeError(f"evaluate_maps: every case failed ({len(failures)}); see {out / 'failures.json'}.")
     result = evaluation.result()
-    result["failures"] = failures
     write_report(result, evaluation, out)
     print("\n".join(summary_lines(result["summary"])), flush=True)
-    if failures:
-        print(f"{len(failures)} case(s) failed, listed in {out / 'failures.json'}:", flush=True)
-        for failure in failures:
-            print(f"  {failure['image']}: {failure['error']}", flush=True)
+    result["failures"] = failures.finish()["failures"]
     return result
 
 

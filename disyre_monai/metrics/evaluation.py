@@ -124,67 +124,22 @@ class AnomalyEvaluation:
         """
         if set(maps) != set(self.methods):
             raise ValueError(f"AnomalyEvaluation: case {name}: maps for {sorted(maps)}, expected {self.methods}.")
-        protocol = self.protocol
-        brain = _volume(mask, name, "mask") > 0
-        if label is None:
-            if not healthy:
-                raise ValueError(f"AnomalyEvaluation: case {name} has no lesion label (mark healthy cases healthy).")
-            truth = np.zeros(brain.shape, bool)
-        else:
-            truth = _volume(label, name, "label") > 0
-        if truth.shape != brain.shape:
-            raise ValueError(f"AnomalyEvaluation: case {name}: label {truth.shape} and mask {brain.shape} differ.")
-        kept = erode_mask(brain, protocol.mask_erosion)
-        region = np.ones_like(brain) if protocol.voxels == "volume" else kept
-        slice_region = region if protocol.slice_region == "scored" else bounding_box(brain)
-        if not kept.any():
-            raise ValueError(f"AnomalyEvaluation: case {name}: no voxel left to score (empty or fully eroded mask).")
+        brain, truth = self._case_masks(name, mask, label, healthy)
+        kept, region = self._scored_region(name, brain)
+        slice_region = region if self.protocol.slice_region == "scored" else bounding_box(brain)
         labels = truth[region]
-        index = len(self.case_names)
-        subsample = None
-        if protocol.voxels_per_volume:
-            subsample = np.random.default_rng([self.seed, index]).integers(0, labels.size, protocol.voxels_per_volume)
-        voxel_ml = 1e-3 if voxel_volume_ml is None else float(voxel_volume_ml)
-        lesion_ml = float(truth.sum()) * voxel_ml
-        checked = {}
-        for method in self.methods:  # every map is checked before anything is accumulated
-            amap = _volume(maps[method], name, f"map {method!r}").astype(np.float32, copy=False)
-            if amap.shape != brain.shape:
-                raise ValueError(f"AnomalyEvaluation: case {name}: map {method!r} {amap.shape} and mask {brain.shape}"
-                                 " differ.")
-            if not np.isfinite(amap).all():
-                raise ValueError(f"AnomalyEvaluation: case {name}: map {method!r} contains NaN or Inf.")
-            checked[method] = amap
-        rows = []
+        subsample = self._subsample(labels.size)
+        lesion_ml = float(truth.sum()) * (1e-3 if voxel_volume_ml is None else float(voxel_volume_ml))
+        checked = {method: self._checked_map(name, method, maps[method], brain.shape) for method in self.methods}
+        rows = []  # every map was checked above, before anything is accumulated
         for method, amap in checked.items():
-            if protocol.mask_erosion:
-                amap = amap * kept
-            amap = median_filter_map(amap, protocol.median_filter)
-            if protocol.clip_range is not None:
-                amap = np.clip(amap, *protocol.clip_range)
+            amap = self._postprocess(amap, kept)
             scores = amap[region]
-            volume = ScoreHistogram(self.mantissa_bits)
-            volume.update(scores, labels)
-            if subsample is None:
-                self.histograms[method].merge(volume)  # the pooled counts are the sum of the volumes' counts
-            else:
-                self.histograms[method].update(scores[subsample], labels[subsample])
             row = {"case": name, "method": method, "healthy": bool(healthy or not truth.any()),
                    "lesion_voxels": int(labels.sum()), "lesion_ml": round(lesion_ml, 4)}
-            row.update(volume_metrics(volume))
-            row["dice_at_threshold"] = float("nan")
-            if method in self.thresholds:
-                predicted = remove_small_components((amap >= self.thresholds[method]) & region,
-                                                    protocol.min_component_size)
-                lesion = truth & region
-                self.confusion[method] += [int((predicted & lesion).sum()), int((predicted & ~lesion).sum()),
-                                           int((~predicted & lesion).sum())]
-                row["dice_at_threshold"] = dice(predicted, lesion)
-            row.update(case_scores(scores, protocol.top_k))
-            for s, values in slice_scores(amap, slice_region, protocol.top_k).items():
-                self.slice_scores[method][s].append(values.astype(np.float32))
-            for s in SCORE_NAMES:
-                self.volume_scores[method][s].append(row[s])
+            row.update(self._add_voxel_scores(method, scores, labels, subsample))
+            row["dice_at_threshold"] = self._add_thresholded(method, amap, region, truth)
+            row.update(self._add_sample_scores(method, scores, amap, slice_region))
             rows.append(row)
             if method == self.methods[0] and truth.any() and image is not None:
                 self._snapshot(name, row["average_precision"], image, amap, truth)
@@ -195,6 +150,91 @@ class AnomalyEvaluation:
         self.num_voxels += int(region.sum())
         self.num_lesion_voxels += int(labels.sum())
         return rows
+
+    @staticmethod
+    def _case_masks(name: str, mask, label, healthy: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Bool ``(H, W, D)`` brain and lesion masks of a case (no lesion for a healthy case without a label)."""
+        brain = _volume(mask, name, "mask") > 0
+        if label is None:
+            if not healthy:
+                raise ValueError(f"AnomalyEvaluation: case {name} has no lesion label (mark healthy cases healthy).")
+            truth = np.zeros(brain.shape, bool)
+        else:
+            truth = _volume(label, name, "label") > 0
+        if truth.shape != brain.shape:
+            raise ValueError(f"AnomalyEvaluation: case {name}: label {truth.shape} and mask {brain.shape} differ.")
+        return brain, truth
+
+    def _scored_region(self, name: str, brain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(kept, region)``: the brain after the protocol's erosion, and the voxels scored (``kept``, or the whole
+        volume when the protocol scores every voxel)."""
+        kept = erode_mask(brain, self.protocol.mask_erosion)
+        region = np.ones_like(brain) if self.protocol.voxels == "volume" else kept
+        if not kept.any():
+            raise ValueError(f"AnomalyEvaluation: case {name}: no voxel left to score (empty or fully eroded mask).")
+        return kept, region
+
+    def _subsample(self, size: int) -> np.ndarray | None:
+        """Indices of the scored voxels that the protocol pools (drawn with replacement, seeded by the case's
+        index), or None when it pools them all."""
+        if not self.protocol.voxels_per_volume:
+            return None
+        rng = np.random.default_rng([self.seed, len(self.case_names)])
+        return rng.integers(0, size, self.protocol.voxels_per_volume)
+
+    @staticmethod
+    def _checked_map(name: str, method: str, amap, shape: tuple[int, ...]) -> np.ndarray:
+        """A method's map as a float32 ``(H, W, D)`` array of the mask's shape, finite."""
+        amap = _volume(amap, name, f"map {method!r}").astype(np.float32, copy=False)
+        if amap.shape != shape:
+            raise ValueError(f"AnomalyEvaluation: case {name}: map {method!r} {amap.shape} and mask {shape} differ.")
+        if not np.isfinite(amap).all():
+            raise ValueError(f"AnomalyEvaluation: case {name}: map {method!r} contains NaN or Inf.")
+        return amap
+
+    def _postprocess(self, amap: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """The protocol's post-processing of a map: zero outside the eroded brain, median filter, clipping."""
+        protocol = self.protocol
+        if protocol.mask_erosion:
+            amap = amap * kept
+        amap = median_filter_map(amap, protocol.median_filter)
+        if protocol.clip_range is not None:
+            amap = np.clip(amap, *protocol.clip_range)
+        return amap
+
+    def _add_voxel_scores(self, method: str, scores: np.ndarray, labels: np.ndarray,
+                          subsample: np.ndarray | None) -> dict[str, float]:
+        """Pool a case's scored voxels (all, or the protocol's subsample) and return its per-volume metrics."""
+        volume = ScoreHistogram(self.mantissa_bits)
+        volume.update(scores, labels)
+        if subsample is None:
+            self.histograms[method].merge(volume)  # the pooled counts are the sum of the volumes' counts
+        else:
+            self.histograms[method].update(scores[subsample], labels[subsample])
+        return volume_metrics(volume)
+
+    def _add_thresholded(self, method: str, amap: np.ndarray, region: np.ndarray, truth: np.ndarray) -> float:
+        """Dice of the map at the method's threshold (small components removed as the protocol says), counted into
+        the pooled confusion; NaN for a method without a threshold."""
+        if method not in self.thresholds:
+            return float("nan")
+        predicted = remove_small_components((amap >= self.thresholds[method]) & region,
+                                            self.protocol.min_component_size)
+        lesion = truth & region
+        self.confusion[method] += [int((predicted & lesion).sum()), int((predicted & ~lesion).sum()),
+                                   int((~predicted & lesion).sum())]
+        return dice(predicted, lesion)
+
+    def _add_sample_scores(self, method: str, scores: np.ndarray, amap: np.ndarray,
+                           slice_region: np.ndarray) -> dict[str, float]:
+        """Record the case's slice scores (over ``slice_region``, as the protocol says) and return its case scores
+        (mean, max, top-k mean of the scored voxels ``scores``)."""
+        case = case_scores(scores, self.protocol.top_k)
+        for s, values in slice_scores(amap, slice_region, self.protocol.top_k).items():
+            self.slice_scores[method][s].append(values.astype(np.float32))
+        for s in SCORE_NAMES:
+            self.volume_scores[method][s].append(case[s])
+        return case
 
     def _snapshot(self, name: str, ap: float, image, amap: np.ndarray, truth: np.ndarray) -> None:
         """Keep the axial slice of largest lesion area of the best and worst cases (by the model's AP)."""

@@ -39,7 +39,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from disyre_monai.io import IMAGE_SUFFIXES
+from disyre_monai.io import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 from disyre_monai.utils import check_int, check_number, source_name
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 #: Largest volume accepted by default: 2**28 voxels (1 GiB as float32), e.g. 640 x 640 x 640.
 DEFAULT_MAX_VOXELS = 2**28
 NONFINITE_POLICIES = ("error", "zero")
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 def check_image_file(
@@ -77,7 +76,7 @@ def check_image_file(
     size = p.stat().st_size
     if size == 0:
         raise ValueError(f"{key} file {p} is empty (0 bytes).")
-    if p.name.lower().endswith(_NIFTI_SUFFIXES):
+    if p.name.lower().endswith(NIFTI_SUFFIXES):
         _check_nifti(p, key, size, max_voxels, verify_compression)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
@@ -13,8 +14,30 @@ from disyre_monai.io import atomic_savefig
 from disyre_monai.utils import as_numpy, check_int, source_name
 
 
+def draw_overlay(ax, image, anomaly_map, label=None, vmax: float = 1.0, alpha: float = 0.65,
+                 image_vmax: float | None = None) -> None:
+    """Draw one axial slice on a matplotlib ``ax``: the scan in grey (from 0), the salient part of the map (above a
+    quarter of ``vmax``) as heat, the lesion outline in green; rotated so that anterior is up.
+
+    Args:
+        ax: the axes.
+        image, anomaly_map: ``(H, W)`` slices (RAS).
+        label: optional ``(H, W)`` lesion mask (> 0: lesion).
+        vmax: top of the map's colour scale.
+        alpha: opacity of the map.
+        image_vmax: top of the scan's grey scale (default: the slice's maximum).
+    """
+    image = np.asarray(image, np.float32)
+    top = float(image.max()) if image_vmax is None else image_vmax
+    ax.imshow(np.rot90(image), cmap="gray", vmin=0, vmax=max(top, 1e-6))
+    ax.imshow(np.ma.masked_less_equal(np.rot90(anomaly_map), 0.25 * vmax), cmap="inferno", vmin=0, vmax=vmax,
+              alpha=alpha)
+    if label is not None and np.any(label):
+        ax.contour(np.rot90(np.asarray(label) > 0), levels=[0.5], colors="lime", linewidths=0.8)
+
+
 def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: float | None = None, title: str = ""):
-    """A matplotlib figure: ``num_slices`` axial slices of ``image`` with ``anomaly_map`` as a heat overlay.
+    """A ``matplotlib.figure.Figure``: ``num_slices`` axial slices of ``image`` with ``anomaly_map`` as a heat overlay.
 
     Slices are spread evenly over the brain, always including the slice of the map's maximum.
 
@@ -25,12 +48,11 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
         num_slices: slices in the montage.
         vmax: top of the colour scale (default: the map's 99.9th percentile inside the brain).
         title: figure title.
+
+    Returns:
+        the figure, not registered with pyplot (no backend is chosen, nothing needs closing): save it with
+        ``fig.savefig(path)``; a notebook displays it.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     image, amap = np.squeeze(as_numpy(image)), np.squeeze(as_numpy(anomaly_map))
     label = None if label is None else np.squeeze(as_numpy(label))
     brain_slices = np.flatnonzero(image.reshape(-1, image.shape[-1]).any(0))
@@ -43,13 +65,11 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
     vmax = vmax or (float(np.percentile(positive, 99.9)) if positive.size else 1.0)
     cols = min(4, num_slices)
     rows = int(np.ceil(num_slices / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.7 * rows), squeeze=False)
+    fig = Figure(figsize=(2.4 * cols, 2.7 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, z in zip(axes.flat, picks):
-        ax.imshow(np.rot90(image[:, :, z]), cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6))
-        shown = np.ma.masked_less_equal(np.rot90(amap[:, :, z]), 0.25 * vmax)  # only the salient part
-        ax.imshow(shown, cmap="inferno", vmin=0, vmax=vmax, alpha=0.65)
-        if label is not None and label[:, :, z].any():
-            ax.contour(np.rot90(label[:, :, z] > 0), levels=[0.5], colors="lime", linewidths=0.8)
+        draw_overlay(ax, image[:, :, z], amap[:, :, z], None if label is None else label[:, :, z], vmax,
+                     image_vmax=float(image.max()))
         ax.set_title(f"z={z}" + (" (max)" if z == peak else ""), fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
@@ -77,13 +97,10 @@ class SaveOverlayMontaged(MapTransform):
         self.num_slices = check_int(type(self).__name__, "num_slices", num_slices, 1, 64)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        import matplotlib.pyplot as plt
-
         d = dict(data)
         image_key, map_key = self.keys
         case = Path(source_name(d[image_key], "case")).name.split(".")[0]
         label = d.get(self.label_key) if self.label_key else None
         fig = overlay_montage(d[image_key], d[map_key], label, self.num_slices, title=f"DISYRE anomaly map: {case}")
         atomic_savefig(fig, self.output_dir / f"{case}_overlay.png", dpi=90)
-        plt.close(fig)
         return d

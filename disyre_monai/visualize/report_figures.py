@@ -1,4 +1,8 @@
-"""Figures of an evaluation report: PR and ROC curves, lesion-size breakdown, best/worst case montage."""
+"""Figures of an evaluation report: PR and ROC curves, lesion-size breakdown, best/worst case montage.
+
+Figures are ``matplotlib.figure.Figure`` objects, not pyplot's: drawing them touches no global state, needs no
+display and no backend choice, and they are freed with the last reference.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from disyre_monai.io import atomic_savefig
+from disyre_monai.visualize.overlay import draw_overlay
 
 if TYPE_CHECKING:  # annotations only: importing metrics here would close a metrics <-> visualize cycle
     from disyre_monai.metrics.curve import RankCurve
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_curves(curves: dict[str, RankCurve], protocol: str, path_pr: Path, path_roc: Path) -> None:
     """Pooled precision-recall and ROC curves of every method (one line each) into two PNG files."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
     prevalence = None
     for method, curve in curves.items():
         if not curve.positives:
@@ -39,9 +36,9 @@ def plot_curves(curves: dict[str, RankCurve], protocol: str, path_pr: Path, path
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     atomic_savefig(fig, path_pr, dpi=100)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
     for method, curve in curves.items():
         if curve.positives and curve.negatives:
             fpr, tpr, _ = curve.roc()
@@ -52,14 +49,13 @@ def plot_curves(curves: dict[str, RankCurve], protocol: str, path_pr: Path, path
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     atomic_savefig(fig, path_roc, dpi=100)
-    plt.close(fig)
 
 
 def plot_lesion_sizes(breakdown: dict[str, list[dict]], protocol: str, path: Path) -> None:
     """Grouped bars: mean per-volume AP of each method per lesion-volume bin (case counts on top)."""
-    plt = _pyplot()
     bins = list(dict.fromkeys(row["lesion_volume"] for rows in breakdown.values() for row in rows))
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     width = 0.8 / max(len(breakdown), 1)
     for i, (method, rows) in enumerate(breakdown.items()):
         by_bin = {row["lesion_volume"]: row for row in rows}
@@ -76,25 +72,20 @@ def plot_lesion_sizes(breakdown: dict[str, list[dict]], protocol: str, path: Pat
     ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=100)
-    plt.close(fig)
 
 
 def plot_case_snapshots(snapshots: list[dict], title: str, path: Path) -> None:
     """One column per case: the scan's axial slice of largest lesion area, the map overlaid, lesion outline."""
-    plt = _pyplot()
     n = max(len(snapshots), 1)
-    fig, axes = plt.subplots(1, n, figsize=(2.8 * n, 3.2), squeeze=False)
+    fig = Figure(figsize=(2.8 * n, 3.2))
+    axes = fig.subplots(1, n, squeeze=False)
     for ax, snap in zip(axes.flat, snapshots):
         image, amap = np.asarray(snap["image"], np.float32), np.asarray(snap["map"], np.float32)
-        ax.imshow(np.rot90(image), cmap="gray")
         top = float(np.percentile(amap[amap > 0], 99.5)) if (amap > 0).any() else 1.0
-        ax.imshow(np.ma.masked_less_equal(np.rot90(amap), 0.25 * top), cmap="inferno", vmin=0, vmax=top, alpha=0.6)
-        if snap["label"].any():
-            ax.contour(np.rot90(snap["label"]), levels=[0.5], colors="lime", linewidths=0.8)
+        draw_overlay(ax, image, amap, snap["label"], top, alpha=0.6)
         ax.set_title(f"{snap['case'][:28]}\nz={snap['slice']}  AP {snap['average_precision']:.3f}", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=100)
-    plt.close(fig)

@@ -41,6 +41,8 @@ def test_case_scores_transform_uses_voxel_spacing_and_keeps_the_result():
     out = CaseScoresd("pred", mask_key="mask", threshold=0.4, top_k=3)({"pred": amap, "result": {"x": 1}})
     assert out["result"]["x"] == 1
     assert out["result"]["scores"]["anomalous_volume_ml"] == pytest.approx(8 * 12 / 1000)
+    plain = CaseScoresd("pred", threshold=0.4)({"pred": torch.full((1, 2, 2, 2), 0.5)})  # no affine: 1 mm^3 voxels
+    assert plain["result"]["scores"]["anomalous_volume_ml"] == pytest.approx(8 / 1000)
 
 
 def test_label_map_is_uint8_threshold_and_heatmap_is_float():
@@ -76,11 +78,15 @@ def test_volume_checks_name_the_file_and_the_problem(tmp_path):
         check_volume_file(fake, name="upload.nii.gz")
     flat = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), flat)
-    with pytest.raises(ValueError, match="expected a single-channel 3D volume"):
+    with pytest.raises(ValueError, match=r"flat\.nii\.gz: 2D image .* Allowed: a single-channel 3D"):
         check_volume_file(flat)
     empty = tmp_path / "empty.nii"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), empty)
-    with pytest.raises(ValueError, match="no voxel above 0"):
+    with pytest.raises(ValueError, match="empty.nii: all voxels are zero"):
         check_volume_file(empty)
+    constant = tmp_path / "constant.nii"  # the bundle's inference refuses it, so the upload is refused too
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), 3.0, np.float32), np.eye(4)), constant)
+    with pytest.raises(ValueError, match="constant.nii: constant volume"):
+        check_volume_file(constant)
     assert check_volume_file(demo_datalist()["test"][0]["image"]) == (91, 109, 91)
     assert volume_suffix("A.NII.GZ") == ".nii.gz" and volume_suffix("a.png") is None

@@ -131,6 +131,53 @@ def test_training_samples_carry_the_clean_target_under_target_and_drop_the_lesio
         assert torch.allclose(image[outside], target[outside]), "the corruption changes the image inside its shape only"
 
 
+def _describe(obj, depth: int = 0):
+    """A transform as comparable data: its class and settings, nested objects included (random states left out)."""
+    if isinstance(obj, (str, int, float, bool, type(None))):
+        return obj
+    if isinstance(obj, type):
+        return obj.__name__
+    if isinstance(obj, (list, tuple)):
+        return [_describe(o, depth + 1) for o in obj]
+    if isinstance(obj, dict):
+        return {str(k): _describe(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return np.asarray(obj).tolist()
+    if depth < 6 and type(obj).__module__.startswith(("monai", "disyre_monai")) and hasattr(obj, "__dict__"):
+        return (type(obj).__name__, {k: _describe(v, depth + 1) for k, v in vars(obj).items() if k != "R"})
+    return type(obj).__name__
+
+
+def test_training_and_inference_load_a_case_alike():
+    """train.json's ``load_transforms`` (training, validation, lesion validation) and inference.json's
+    ``preprocessing`` (inference, evaluation, MONAI Label, ``disyre-monai evaluate`` and ``validate``) are the same
+    steps with the same settings. The documented differences:
+
+    - inference.json exposes ``nonfinite`` (``--nonfinite zero`` sets NaN/Inf voxels to 0 with a warning); training
+      keeps ValidateImaged's default ``"error"``, so that no model learns from repaired voxels;
+    - inference.json names the files it reads in ``volume_keys``, so that ``disyre-monai evaluate`` can read a
+      saved map with the scan; training names the same three keys in place;
+    - training then drops the lesion label (``drop_lesion_label``) and goes on with random slices, patches,
+      augmentation and the corruption (``train#preprocessing``); validation draws fixed samples the same way.
+    """
+    from monai.bundle import ConfigParser
+
+    parsers = {}
+    for name, path in (("train", TRAIN), ("infer", INFER)):
+        parsers[name] = ConfigParser()
+        parsers[name].read_config(path)
+    train, infer = parsers["train"], parsers["infer"]
+    shared = _describe(train.get_parsed_content("load_transforms"))
+    assert shared == _describe(infer.get_parsed_content("preprocessing").transforms)
+    assert {"nonfinite", "volume_keys"} <= set(infer.config) and not {"nonfinite", "volume_keys"} & set(train.config)
+    assert "nonfinite" not in train.config["load_transforms"][2] and infer.config["nonfinite"] == "error"
+    for key in ("validate#cases#transform", "lesion_validate#dataset#transform"):
+        assert _describe(train.get_parsed_content(key).transforms) == shared, key
+    steps = train.get_parsed_content("train#preprocessing").transforms
+    assert _describe(steps[:len(shared)]) == shared
+    assert _describe(steps[len(shared)]) == _describe(train.get_parsed_content("drop_lesion_label"))
+
+
 def test_network_input_output_with_timesteps():
     verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=INFER,
                       device="cpu", n=4, extra_forward_args={"timesteps": torch.tensor([10])})

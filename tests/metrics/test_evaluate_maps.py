@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -55,11 +56,56 @@ def test_a_bad_case_is_reported_and_the_others_are_scored(tmp_path):
     (maps / "case2_anomaly_map.nii.gz").unlink()
     result = evaluate_maps(str(maps), str(tmp_path / "out"), datalist=str(tmp_path / "datalist.json"),
                            progress=False)
-    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
-    assert result["summary"]["num_cases"] == 1 and len(failures) == 2
-    assert any("case2_anomaly_map" in f["error"] for f in failures)
+    report = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert result["summary"]["num_cases"] == 1 and result["failures"] == report["failures"]
+    assert (report["run"], report["num_completed"], report["num_failed"]) == ("evaluate", 1, 2)
+    by_case = {Path(f["case"]).name: f for f in report["failures"]}
+    assert "case2_anomaly_map" in by_case["case2.nii.gz"]["error"] and by_case["case2.nii.gz"]["stage"] == "load"
+    assert "map file" in by_case["case1.nii.gz"]["error"] and by_case["case1.nii.gz"]["transform"] == "CheckImageFilesd"
     command = [sys.executable, "-m", "disyre_monai.cli", "evaluate", str(maps), "--datalist",
                str(tmp_path / "datalist.json"), "--output_dir", str(tmp_path / "cli"), "--progress", "False"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 1 and "2 case(s) failed" in finished.stdout
     assert (tmp_path / "cli" / "metrics.json").is_file()
+
+
+def test_the_scans_are_checked_by_the_bundle_loading_transforms(tmp_path):
+    """Every case goes through the bundle's preprocessing (ValidateImaged included) and its map must lie on the
+    scan's grid; the bad cases are listed in the one failures.json format and the others are scored."""
+    maps = _dataset(tmp_path)
+    image = nib.load(tmp_path / "case0.nii.gz")
+    data = np.asanyarray(image.dataobj).copy()
+    data[3, 3, 3] = np.nan
+    _write(tmp_path / "case0.nii.gz", data, image.affine)
+    shifted = image.affine.copy()
+    shifted[0, 3] += 5.0
+    _write(maps / "case1_anomaly_map.nii.gz", nib.load(maps / "case1_anomaly_map.nii.gz").get_fdata(), shifted)
+    result = evaluate_maps(str(maps), str(tmp_path / "out"), datalist=str(tmp_path / "datalist.json"),
+                           baselines=False, progress=False)
+    assert result["summary"]["num_cases"] == 1
+    by_case = {Path(f["case"]).name: f for f in result["failures"]}
+    assert by_case["case0.nii.gz"]["transform"] == "ValidateImaged" and "NaN" in by_case["case0.nii.gz"]["error"]
+    assert "anomaly map" in by_case["case1.nii.gz"]["error"] and "does not lie on the grid" in \
+        by_case["case1.nii.gz"]["error"]
+
+
+def test_the_loading_transforms_come_from_the_given_bundle(tmp_path):
+    import shutil
+
+    from disyre_monai.config import bundle_preprocessing
+
+    maps = _dataset(tmp_path, n=1)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "bundle" / "configs", bundle / "configs")
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    config["max_voxels"] = 100
+    (bundle / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(RuntimeError, match="every case failed"):
+        evaluate_maps(str(maps), str(tmp_path / "out"), datalist=str(tmp_path / "datalist.json"), progress=False,
+                      bundle_dir=str(bundle))
+    failure = json.loads((tmp_path / "out" / "failures.json").read_text())["failures"][0]
+    assert failure["transform"] == "CheckImageFilesd" and "more than max_voxels=100" in failure["error"]
+    with pytest.raises(KeyError, match="no setting max_voxel"):
+        bundle_preprocessing(str(bundle), max_voxel=1)
+    with pytest.raises(FileNotFoundError, match="misses configs/inference.json"):
+        bundle_preprocessing(str(tmp_path / "maps"))

@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import disyre_monai
+from disyre_monai import config
 from disyre_monai.io import atomic_write
 
 #: the app folder's ``main.py``: MONAI Label loads the ``MONAILabelApp`` subclass it finds there.
@@ -31,31 +31,21 @@ from disyre_monai.apps.monailabel.app import DisyreLabelApp  # noqa: F401
 '''
 #: parts of the bundle copied into the app folder (configs are refreshed at every start; weights are kept).
 BUNDLE_PARTS = ("configs", "docs", "LICENSE")
+#: files of the bundle the server needs.
+SERVED_FILES = ("configs/inference.json", "configs/train.json", "configs/metadata.json", "models/model.pt")
 ASGI_APP = "disyre_monai.apps.monailabel.asgi:app"
 APP_FOLDER_NAME = ".disyre-monai-label"
 
 
 def find_bundle(bundle_dir: str | os.PathLike | None = None) -> Path:
-    """The bundle to serve: ``bundle_dir``, else ``$DISYRE_BUNDLE``, else ``bundle/`` of this source checkout.
+    """The bundle to serve: ``bundle_dir``, else ``$DISYRE_BUNDLE``, else ``bundle/`` of this source checkout
+    (see :func:`disyre_monai.config.find_bundle`).
 
     Raises:
         FileNotFoundError: when the folder lacks ``configs/inference.json``, ``configs/train.json``,
             ``configs/metadata.json`` or ``models/model.pt``, naming what is missing and where it looked.
     """
-    if bundle_dir:
-        root = Path(bundle_dir)
-    elif os.environ.get("DISYRE_BUNDLE"):
-        root = Path(os.environ["DISYRE_BUNDLE"])
-    else:
-        root = Path(disyre_monai.__file__).resolve().parents[1] / "bundle"
-    needed = ["configs/inference.json", "configs/train.json", "configs/metadata.json", "models/model.pt"]
-    missing = [n for n in needed if not (root / n).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"bundle folder {root} misses {', '.join(missing)}; pass the DISYRE bundle with --bundle_dir "
-            "(the `bundle/` folder of a disyre-monai source checkout) or set DISYRE_BUNDLE."
-        )
-    return root
+    return config.find_bundle(bundle_dir, SERVED_FILES)
 
 
 def _copy_file(source: Path, destination: Path) -> None:

@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from disyre_monai.metrics.cases import SCORE_NAMES
+from disyre_monai.metrics.cases import SCORE_NAMES, voxel_volume_ml
 from disyre_monai.metrics.cases import case_scores as volume_case_scores
 from disyre_monai.utils import check_int, check_number
 
@@ -74,13 +73,6 @@ def case_scores(
     }
 
 
-def voxel_volume(image) -> float:
-    """Volume of one voxel in mm^3 from a ``MetaTensor``'s spacing (1.0 for a plain array)."""
-    if isinstance(image, MetaTensor):
-        return float(torch.as_tensor(image.pixdim).prod())
-    return 1.0
-
-
 def wants_heatmap(result_dtype: Any) -> bool:
     """True when a request's ``result_dtype`` asks for floats (e.g. "float32"); None/"uint8": the label map.
 
@@ -130,7 +122,9 @@ class CaseScoresd(MapTransform):
         amap = d[self.keys[0]]
         mask = d.get(self.mask_key) if self.mask_key else None
         result = dict(d.get(self.result_key) or {})
-        result["scores"] = case_scores(amap, mask, self.threshold, self.top_k, voxel_volume(amap))
+        voxel_ml = voxel_volume_ml(amap)  # None for an array without an affine: 1 mm^3 is assumed
+        result["scores"] = case_scores(amap, mask, self.threshold, self.top_k,
+                                       1.0 if voxel_ml is None else 1000.0 * voxel_ml)
         d[self.result_key] = result
         return d
 
