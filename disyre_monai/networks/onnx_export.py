@@ -210,7 +210,8 @@ def export_onnx_command(
         disyre-monai export_onnx --output runs/model.onnx --model_path runs/disyre/models/model.pt
     """
     from disyre_monai.inferers import DisyreInferer
-    from disyre_monai.networks import DisyreUNet, load_network_weights
+    from disyre_monai.networks.loading import load_network_weights
+    from disyre_monai.networks.restoration import DisyreUNet
 
     network = load_network_weights(DisyreUNet(preset=preset), model_path, map_location="cpu")
     inferer = DisyreInferer(num_steps=num_steps, roi_size=roi_size, size_divisor=network.size_divisor)
