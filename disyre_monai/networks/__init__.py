@@ -8,9 +8,12 @@ a ``FutureWarning``, until 0.4.0).
 from disyre_monai.utils import moved_names
 
 from .loading import check_state_dict, load_network_weights
-from .onnx_export import OnnxNetwork, export_onnx
+from .onnx_export import OnnxNetwork, export_onnx, inference_network
 from .restoration import PRESETS, DisyreUNet
 
-__all__ = ["PRESETS", "DisyreUNet", "OnnxNetwork", "check_state_dict", "export_onnx", "load_network_weights"]
+__all__ = [
+    "PRESETS", "DisyreUNet", "OnnxNetwork", "check_state_dict", "export_onnx", "inference_network",
+    "load_network_weights",
+]
 
 __getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers"})

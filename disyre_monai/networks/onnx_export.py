@@ -88,6 +88,18 @@ class OnnxNetwork(torch.nn.Module):
         return torch.from_numpy(restored).to(x.device)
 
 
+def inference_network(network: torch.nn.Module, device: str | torch.device = "cpu",
+                      onnx_path: str | os.PathLike | None = None) -> torch.nn.Module:
+    """The network an inference run uses: ``network`` on ``device``, or with ``onnx_path`` the exported model run
+    by ONNX Runtime (:class:`OnnxNetwork`; CUDA provider when available and ``device`` is a GPU, else CPU).
+    """
+    if not onnx_path:
+        return network.to(device)
+    on_gpu = torch.device(device).type == "cuda"
+    providers = None if on_gpu else ["CPUExecutionProvider"]
+    return OnnxNetwork(onnx_path, providers=providers)
+
+
 def verification_volume(image: str | os.PathLike | None = None, mask: str | os.PathLike | None = None):
     """``(1, 1, H, W, D)`` image scaled to [0, 1] and its ``(1, 1, H, W, D)`` brain mask (default: a demo patient)."""
     import nibabel as nib

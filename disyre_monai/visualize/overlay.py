@@ -26,10 +26,7 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
         vmax: top of the colour scale (default: the map's 99.9th percentile inside the brain).
         title: figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, safe in a background writer thread
 
     image, amap = np.squeeze(as_numpy(image)), np.squeeze(as_numpy(anomaly_map))
     label = None if label is None else np.squeeze(as_numpy(label))
@@ -43,7 +40,8 @@ def overlay_montage(image, anomaly_map, label=None, num_slices: int = 8, vmax: f
     vmax = vmax or (float(np.percentile(positive, 99.9)) if positive.size else 1.0)
     cols = min(4, num_slices)
     rows = int(np.ceil(num_slices / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.7 * rows), squeeze=False)
+    fig = Figure(figsize=(2.4 * cols, 2.7 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, z in zip(axes.flat, picks):
         ax.imshow(np.rot90(image[:, :, z]), cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6))
         shown = np.ma.masked_less_equal(np.rot90(amap[:, :, z]), 0.25 * vmax)  # only the salient part
@@ -77,13 +75,10 @@ class SaveOverlayMontaged(MapTransform):
         self.num_slices = check_int(type(self).__name__, "num_slices", num_slices, 1, 64)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        import matplotlib.pyplot as plt
-
         d = dict(data)
         image_key, map_key = self.keys
         case = Path(source_name(d[image_key], "case")).name.split(".")[0]
         label = d.get(self.label_key) if self.label_key else None
         fig = overlay_montage(d[image_key], d[map_key], label, self.num_slices, title=f"DISYRE anomaly map: {case}")
         atomic_savefig(fig, self.output_dir / f"{case}_overlay.png", dpi=90)
-        plt.close(fig)
         return d

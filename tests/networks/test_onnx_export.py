@@ -1,15 +1,18 @@
 """ONNX export: the exported network gives the PyTorch anomaly map (within 1e-4) under ONNX Runtime."""
 
+import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigWorkflow
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+from disyre_monai.data.demo import demo_datalist  # noqa: E402
 from disyre_monai.inferers import DisyreInferer  # noqa: E402
 from disyre_monai.networks import DisyreUNet, OnnxNetwork, export_onnx, load_network_weights  # noqa: E402
 from disyre_monai.networks.onnx_export import export_onnx_command, verification_volume  # noqa: E402
@@ -70,3 +73,24 @@ def test_onnx_network_errors_name_the_file(tmp_path):
         OnnxNetwork(tmp_path / "bad.onnx")
     with pytest.raises(ValueError, match="opset"):
         export_onnx(DisyreUNet(preset="small"), tmp_path / "x.onnx", opset=13)
+
+
+@pytest.mark.slow
+def test_bundle_inference_with_onnx_path_writes_the_pytorch_maps(exported, tmp_path):
+    path, _ = exported
+    case = demo_datalist()["test"][0]
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [case]}))
+    config = str(Path(__file__).resolve().parents[2] / "bundle" / "configs" / "inference.json")
+    maps = {}
+    for name, options in {"pytorch": {}, "onnx": {"onnx_path": str(path), "save_png": False,
+                                                  "background_writing": False}}.items():
+        workflow = ConfigWorkflow(config_file=config, workflow_type="infer", logging_file=False, device="cpu",
+                                  progress=False, datalist=str(tmp_path / "datalist.json"),
+                                  output_dir=str(tmp_path / name), **options)
+        workflow.initialize()
+        workflow.run()
+        workflow.finalize()
+        stem = Path(case["image"]).name.replace(".nii.gz", "")
+        maps[name] = np.asarray(nib.load(tmp_path / name / f"{stem}_anomaly_map.nii.gz").dataobj)
+        assert (tmp_path / name / f"{stem}_overlay.png").exists() == (name == "pytorch"), "--save_png False: no PNG"
+    assert maps["pytorch"].max() > 0 and np.abs(maps["onnx"] - maps["pytorch"]).max() <= 1e-4
