@@ -1,10 +1,14 @@
-"""Inference speed of DisyreInferer on a BraTS-sized volume (240 x 240 x 155), per preset, method and window mode.
+"""Inference speed: the inferer per preset and mode, the bundle against the network, the released workload, ONNX.
 
-Prints slices per second for every combination, the projected seconds per volume (brain slices / rate),
-and speed ratios measured in this one run. Runs on CPU, and on CUDA too when available (bf16 autocast).
+Default: slices per second of DisyreInferer on a BraTS-sized volume (240 x 240 x 155) for every preset, method
+and window mode, the projected seconds per volume (brain slices / rate) and speed ratios measured in this one
+run, on CPU and on CUDA too when available (bf16 autocast). The other modes (see ``inference_compare.py``):
 
     python benchmarks/inference_speed.py                    # both presets, all modes
     python benchmarks/inference_speed.py --presets small --slices 32
+    python benchmarks/inference_speed.py --bundle           # bundle wall time vs pure network, 20 demo volumes
+    python benchmarks/inference_speed.py --released         # released workload vs our default: slices/s and AP
+    python benchmarks/inference_speed.py --onnx             # ONNX Runtime vs PyTorch on CPU
 """
 
 from __future__ import annotations
@@ -58,7 +62,25 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     parser.add_argument("--slices", type=int, default=None, help="brain slices timed per configuration")
     parser.add_argument("--slice-batch-size", type=int, default=16)
+    parser.add_argument("--bundle", action="store_true", help="bundle inference vs the network alone")
+    parser.add_argument("--released", action="store_true", help="released inference workload vs our default")
+    parser.add_argument("--onnx", action="store_true", help="ONNX Runtime vs PyTorch (CPU)")
+    parser.add_argument("--volumes", type=int, default=20, help="--bundle: demo-sized volumes")
+    parser.add_argument("--window", type=int, default=None, help="--released: window size (default: the "
+                        "training patch of the preset, 64 small / 128 paper)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="inference config overrides")
     args = parser.parse_args()
+    if args.bundle or args.released or args.onnx:
+        import inference_compare
+
+        overrides = inference_compare.parse_overrides(args.set)
+        if args.bundle:
+            inference_compare.bundle_vs_network(args.volumes, overrides)
+        if args.released:
+            inference_compare.released_vs_default(args.window, overrides)
+        if args.onnx:
+            inference_compare.onnx_vs_torch(overrides)
+        return
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     volume = brats_sized_brain()
     n_brain = int(volume[0, 0].flatten(0, 1).any(0).sum())

@@ -16,6 +16,7 @@ COMMANDS = {
     "evaluate": "disyre_monai.metrics.evaluate:evaluate_command",
     "label": "disyre_monai.apps.monailabel.server:start_server",
     "validate": "disyre_monai.data.validation:validate_dataset",
+    "export_onnx": "disyre_monai.networks.onnx_export:export_onnx_command",
 }
 
 

@@ -100,8 +100,14 @@ class FailureReport:
         logger.error(f"case failed ({record['stage']}{where}): {record['case']}: {record['error']}")
         self.save()
 
-    def record(self, case: Any, stage: str, error: BaseException | str) -> None:
-        """Add a failure of ``case`` at ``stage``; see :func:`failure_record`."""
+    def record(self, case: Any, stage: str, error: BaseException | str, was_completed: bool = False) -> None:
+        """Add a failure of ``case`` at ``stage``; see :func:`failure_record`.
+
+        ``was_completed``: the case had already been counted as completed (its outputs were being written in
+        the background when it failed), so it is taken off that count.
+        """
+        if was_completed:
+            self.num_completed -= 1
         self.add(failure_record(case, stage, error))
 
     def completed(self, count: int = 1) -> None:

@@ -1,6 +1,7 @@
 """Handlers: ignite event handlers of the trainer and evaluators (checkpoints and exact resume, gradient clipping,
-weight loading, the evaluation report, threshold calibration, a pooled voxel metric)."""
+weight loading, the evaluation report, threshold calibration, a pooled voxel metric, background output writing)."""
 
+from .background_writer import BackgroundWriter
 from .calibration import ThresholdCalibration
 from .checkpoint import AtomicCheckpointSaver, CheckpointResumer, latest_checkpoint, list_checkpoints
 from .collect import CaseCollector
@@ -11,7 +12,7 @@ from .report import AnomalyReport
 from .rng import capture_rng_state, restore_rng_state
 
 __all__ = [
-    "AnomalyReport", "AtomicCheckpointSaver", "CaseCollector", "CheckpointResumer", "GradientClipping",
-    "LoadNetworkWeights", "PooledVoxelMetricHandler", "ThresholdCalibration", "capture_rng_state",
+    "AnomalyReport", "AtomicCheckpointSaver", "BackgroundWriter", "CaseCollector", "CheckpointResumer",
+    "GradientClipping", "LoadNetworkWeights", "PooledVoxelMetricHandler", "ThresholdCalibration", "capture_rng_state",
     "latest_checkpoint", "list_checkpoints", "restore_rng_state",
 ]

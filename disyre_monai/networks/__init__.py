@@ -1,5 +1,5 @@
-"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), and safe loading
-of its weights.
+"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), safe loading
+of its weights, and its ONNX export.
 
 Deprecated here: ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers` in 0.3.0 (the old name resolves, with
 a ``FutureWarning``, until 0.4.0).
@@ -8,8 +8,12 @@ a ``FutureWarning``, until 0.4.0).
 from disyre_monai.utils import moved_names
 
 from .loading import check_state_dict, load_network_weights
+from .onnx_export import OnnxNetwork, export_onnx, inference_network
 from .restoration import PRESETS, DisyreUNet
 
-__all__ = ["PRESETS", "DisyreUNet", "check_state_dict", "load_network_weights"]
+__all__ = [
+    "PRESETS", "DisyreUNet", "OnnxNetwork", "check_state_dict", "export_onnx", "inference_network",
+    "load_network_weights",
+]
 
 __getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers"})

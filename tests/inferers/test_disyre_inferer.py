@@ -82,7 +82,7 @@ def test_map_peaks_on_repaired_blob():
 
 def test_trailing_spacing_option_conditions_on_the_strongest_severities():
     calls = []
-    DisyreInferer(num_steps=4, size_divisor=1, timestep_spacing="trailing")(
+    DisyreInferer(num_steps=4, size_divisor=1, timestep_spacing="trailing", batch_severities=False)(
         _brain((1, 1, 8, 8)), lambda inp, t: calls.append(int(t[0])) or inp)
     assert calls == [99, 74, 49, 24]
 
@@ -125,9 +125,33 @@ def test_multi_step_update_uses_the_conditioning_severity():
 def test_mean_single_step_restores_the_same_input_at_each_severity():
     calls = []
     x = _brain((1, 1, 16, 16))
-    DisyreInferer(num_steps=4, size_divisor=1)(x, lambda inp, t: calls.append((inp.clone(), int(t[0]))) or inp)
+    inferer = DisyreInferer(num_steps=4, size_divisor=1, batch_severities=False)
+    inferer(x, lambda inp, t: calls.append((inp.clone(), int(t[0]))) or inp)
     assert [t for _, t in calls] == [75, 50, 25, 0], "the released severities 0.727, 0.272, 0.051, 0.0045"
     assert all(torch.equal(inp, x) for inp, _ in calls)
+
+
+def test_severities_in_one_forward_pass_give_the_same_map_and_restorations():
+    torch.manual_seed(0)
+    net = DisyreUNet(preset="small").eval()
+    x = _brain((1, 1, 40, 33, 6))
+    batches = []
+
+    def counting(inp, t):
+        batches.append(t.tolist())
+        return net(inp, t)
+
+    one_pass = DisyreInferer(num_steps=4, return_intermediates=True, slice_batch_size=3)
+    per_step = DisyreInferer(num_steps=4, return_intermediates=True, slice_batch_size=3, batch_severities=False)
+    amap, restored = one_pass(x, counting)
+    assert len(batches) == 2 and batches[0] == [t for t in one_pass.timesteps for _ in range(3)]
+    ref_map, ref_restored = per_step(x, net)
+    assert torch.allclose(amap, ref_map, atol=1e-6) and torch.allclose(restored, ref_restored, atol=1e-6)
+    multi = DisyreInferer(method="multi_step", num_steps=3, slice_batch_size=6)
+    batches.clear()
+    multi(x, counting)
+    brain_slices = int(x[0, 0].flatten(0, 1).any(0).sum())
+    assert [len(b) for b in batches] == [brain_slices] * 3, "multi-step restorations depend on each other"
 
 
 def test_brain_mask_zeroes_background_and_intermediates():
