@@ -2,5 +2,7 @@
 
 from .baselines import NormativeInferer, ZScoreInferer
 from .disyre_inferer import INFERENCE_METHODS, DisyreInferer
+from .slices import SliceAnomalyInferer, is_out_of_memory
 
-__all__ = ["INFERENCE_METHODS", "DisyreInferer", "NormativeInferer", "ZScoreInferer"]
+__all__ = ["INFERENCE_METHODS", "DisyreInferer", "NormativeInferer", "SliceAnomalyInferer", "ZScoreInferer",
+           "is_out_of_memory"]
