@@ -2,7 +2,10 @@
 
 from .baselines import NormativeInferer, ZScoreInferer
 from .disyre_inferer import INFERENCE_METHODS, DisyreInferer
+from .latent_diffusion import LDMInferer, aggregated_kl, calibrate_kl_threshold, heal_timesteps, latent_kl
 from .slices import SliceAnomalyInferer, is_out_of_memory
 
-__all__ = ["INFERENCE_METHODS", "DisyreInferer", "NormativeInferer", "SliceAnomalyInferer", "ZScoreInferer",
-           "is_out_of_memory"]
+__all__ = [
+    "INFERENCE_METHODS", "DisyreInferer", "LDMInferer", "NormativeInferer", "SliceAnomalyInferer", "ZScoreInferer",
+    "aggregated_kl", "calibrate_kl_threshold", "heal_timesteps", "is_out_of_memory", "latent_kl",
+]
