@@ -51,6 +51,9 @@ class SliceAnomalyInferer(Inferer):
     the smaller sizes are kept for later calls. The map is multiplied by the brain mask.
 
     Subclasses implement :meth:`_score_batch` and, when they return more than the score, :meth:`_output_channels`.
+    During a call, ``self.slice_index`` holds the positions (among the call's ``N`` slices, volume-major) of the
+    slices of the batch being scored, so that a method can draw per-slice randomness that does not depend on
+    how the slices were batched.
 
     Args:
         slice_axis: spatial axis of 3D inputs along which slices are taken (2 = last = axial in RAS).
@@ -89,6 +92,7 @@ class SliceAnomalyInferer(Inferer):
         self.return_intermediates = bool(return_intermediates)
         self.progress = bool(progress)
         self.amp, self.amp_dtype = bool(amp), amp_dtype
+        self.slice_index = torch.zeros(0, dtype=torch.long)
 
     def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
         """Score a batch of 2D slices.
@@ -172,6 +176,7 @@ class SliceAnomalyInferer(Inferer):
         with tqdm(total=len(keep), desc=self.progress_desc, unit="slice", disable=not self.progress) as bar:
             while start < len(keep):
                 idx = keep[start : start + self.current_slice_batch_size]
+                self.slice_index = idx
                 try:
                     scored = self._score_batch(x[idx].to(device), fg[idx].to(device), network)
                 except Exception as e:
