@@ -5,13 +5,11 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.engines import SupervisedTrainer
-from monai.transforms import Compose
 
 from disyre_monai.data.demo import demo_datalist
 from disyre_monai.engines.latent_diffusion import LatentDiffusionPrepareBatch, ReconstructionPrepareBatch
 from disyre_monai.losses import VQVAELoss
 from disyre_monai.networks import LatentDiffusionModel
-from disyre_monai.transforms import RandLatentNoised
 
 
 def _real_slices(entries, per_volume=8):
@@ -24,13 +22,9 @@ def _real_slices(entries, per_volume=8):
     return torch.from_numpy(np.stack(out)[:, None])
 
 
-def _batches(slices, steps, batch_size, seed, transform=None):
+def _batches(slices, steps, batch_size, seed):
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        idx = torch.randint(0, len(slices), (batch_size,), generator=gen)
-        items = [{"image": slices[i]} for i in idx]
-        items = [transform(item) for item in items] if transform else items
-        yield {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
+    return [{"image": slices[torch.randint(0, len(slices), (batch_size,), generator=gen)]} for _ in range(steps)]
 
 
 def test_both_stages_learn_on_real_slices():
@@ -47,7 +41,7 @@ def test_both_stages_learn_on_real_slices():
 
     before = reconstruction_loss()
     SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=1, epoch_length=50, train_data_loader=list(_batches(train, 50, 8, 0)),
+        device=torch.device("cpu"), max_epochs=1, epoch_length=50, train_data_loader=_batches(train, 50, 8, 0),
         network=autoencoder, optimizer=torch.optim.Adam(autoencoder.parameters(), 2e-3), loss_function=VQVAELoss(),
         prepare_batch=ReconstructionPrepareBatch(),
     ).run()
@@ -56,21 +50,18 @@ def test_both_stages_learn_on_real_slices():
     assert after < 0.5 * before, (before, after)
 
     model.fit_scale_factor(train[:16])
-    draws = Compose([RandLatentNoised("image", model.latent_channels, model.downsampling)]).set_random_state(1)
-    fixed = next(_batches(val, 1, len(val), 1, draws))
+    images, noise, _, kwargs = LatentDiffusionPrepareBatch(model, seed=1)({"image": val})
 
     def noise_loss():
         with torch.no_grad():
-            return float(torch.nn.functional.mse_loss(model.eval()(fixed["image"], fixed["noise"], fixed["timestep"]),
-                                                      fixed["noise"]))
+            return float(torch.nn.functional.mse_loss(model.eval()(images, **kwargs), noise))
 
     before = noise_loss()
-    draws.set_random_state(2)
     SupervisedTrainer(
         device=torch.device("cpu"), max_epochs=1, epoch_length=50,
-        train_data_loader=list(_batches(train, 50, 8, 2, draws)), network=model,
+        train_data_loader=_batches(train, 50, 8, 2), network=model,
         optimizer=torch.optim.Adam(model.unet.parameters(), 2e-3), loss_function=torch.nn.MSELoss(),
-        prepare_batch=LatentDiffusionPrepareBatch(),
+        prepare_batch=LatentDiffusionPrepareBatch(model, seed=2),
     ).run()
     after = noise_loss()
     print(f"stage 2 validation noise MSE before {before:.4f}, after {after:.4f}")

@@ -2,8 +2,7 @@
 
 Stage 1 trains the VQ-VAE (``network = model.autoencoder``, :class:`ReconstructionPrepareBatch`,
 :class:`~disyre_monai.losses.VQVAELoss`). Stage 2 trains the latent DDPM (``network = model``,
-:class:`LatentDiffusionPrepareBatch` with the noise and timestep drawn by
-:class:`~disyre_monai.transforms.RandLatentNoised`, MSE to the noise); :class:`PrepareDiffusionStage` loads the
+:class:`LatentDiffusionPrepareBatch`, MSE to the noise); :class:`PrepareDiffusionStage` loads the
 stage-1 weights and fits the latent scale factor when it starts, and :class:`KLThresholdCalibration` calibrates
 the anomaly-mask threshold on healthy validation volumes when it ends.
 """
@@ -54,30 +53,56 @@ class ReconstructionPrepareBatch(PrepareBatch):
 
 
 class LatentDiffusionPrepareBatch(PrepareBatch):
-    """Diffusion-stage batches in the form of MONAI's ``DiffusionPrepareBatch``, with the draws taken from the batch.
+    """Diffusion-stage batches in the form of MONAI's ``DiffusionPrepareBatch``: noise of the latent's shape.
 
-    Returns ``(images, noise, (), {"noise": noise, "timesteps": timesteps})``: the trainer calls
-    ``network(images, noise=noise, timesteps=timesteps)`` (a :class:`~disyre_monai.networks.LatentDiffusionModel`
-    predicting the noise) and the loss compares that prediction with ``noise``.
+    Draws, from its own generator, standard normal noise ``(N, *network.latent_shape((H, W)))`` and timesteps
+    uniform in ``[0, T)``, and returns ``(images, noise, (), {"noise": noise, "timesteps": timesteps})``: the
+    trainer calls ``network(images, noise=noise, timesteps=timesteps)`` (the
+    :class:`~disyre_monai.networks.LatentDiffusionModel`, which predicts the noise) and the loss (MSE)
+    compares the prediction with ``noise``. Same generator conventions as the pixel-space diffusion baselines'
+    ``DiffusionTrainingPrepareBatch``.
 
     Args:
-        image_key: images ``(N, C, H, W)``.
-        noise_key: latent noise ``(N, latent_channels, h, w)`` (from ``RandLatentNoised``).
-        timestep_key: timesteps ``(N,)``.
+        network: the :class:`~disyre_monai.networks.LatentDiffusionModel` (latent shape and T).
+        image_key: images ``(N, C, H, W)``, H and W multiples of the autoencoder's downsampling.
+        seed: seed of the generator. Its state is in :meth:`state_dict`, so a checkpoint holding this object
+            resumes the same draws; attached to an engine (:meth:`attach`), the generator is reset to ``seed`` at
+            every epoch start (so validation sees the same noise every time).
     """
 
-    def __init__(self, image_key: str = "image", noise_key: str = "noise", timestep_key: str = "timestep") -> None:
-        self.image_key, self.noise_key, self.timestep_key = image_key, noise_key, timestep_key
+    def __init__(self, network: torch.nn.Module, image_key: str = "image", seed: int = 0) -> None:
+        self.network, self.image_key = network, image_key
+        self.seed = check_int(type(self).__name__, "seed", seed, 0)
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs: Any):
-        missing = [k for k in (self.image_key, self.noise_key, self.timestep_key) if k not in batchdata]
-        if missing:
-            raise KeyError(f"{type(self).__name__}: the batch lacks {missing} (add RandLatentNoised to the training "
-                           f"transforms); it has {sorted(map(str, batchdata))}.")
-        images = _to(batchdata[self.image_key], device, non_blocking, **kwargs)
-        noise = _to(batchdata[self.noise_key], device, non_blocking, **kwargs)
-        timesteps = _to(batchdata[self.timestep_key], device, non_blocking, **kwargs).long().flatten()
+        name = type(self).__name__
+        if self.image_key not in batchdata:
+            raise KeyError(f"{name}: the batch has no {self.image_key!r} (keys: {sorted(map(str, batchdata))}).")
+        images = torch.as_tensor(batchdata[self.image_key]).as_subclass(torch.Tensor).float()
+        if images.ndim != 4:
+            raise ValueError(f"{name}: {self.image_key} must be 2D slices (N, C, H, W), got {tuple(images.shape)}.")
+        model = getattr(self.network, "module", self.network)
+        shape = (images.shape[0], *model.latent_shape(images.shape[2:]))
+        noise = torch.randn(shape, generator=self.generator)
+        timesteps = torch.randint(0, model.num_train_timesteps, (images.shape[0],), generator=self.generator)
+        images, noise, timesteps = (_to(v, device, non_blocking, **kwargs) for v in (images, noise, timesteps))
         return images, noise, (), {"noise": noise, "timesteps": timesteps}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The generator state (for ignite ``Checkpoint``)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.generator.set_state(torch.as_tensor(state["generator"]).to(torch.uint8).cpu())
+
+    def reset(self, engine: Engine | None = None) -> None:
+        """Restart the draws from ``seed``."""
+        self.generator.manual_seed(self.seed)
+
+    def attach(self, engine: Engine) -> None:
+        """Reset the draws at every ``EPOCH_STARTED`` of ``engine`` (e.g. a validation evaluator)."""
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
 
 
 def require_stage_weights(path: str | os.PathLike, stage: str, command: str) -> Path:

@@ -9,9 +9,9 @@ For a batch of 2D slices ``x`` and a :class:`~disyre_monai.networks.LatentDiffus
    averaged over latent channels and timesteps: one value per latent position.
 3. Latent anomaly mask ``m = KL > kl_threshold`` (the threshold is calibrated on healthy validation data by
    :func:`calibrate_kl_threshold`, see there).
-4. Healing: ``z0`` is noised to ``heal_start`` and denoised with strided DDIM steps; after every step the latents
-   outside ``m`` are replaced by ``z0`` forward-noised to the new timestep (clean ``z0`` after the last step),
-   so only the masked positions are regenerated.
+4. Healing: ``z0`` is noised to ``heal_start`` and denoised with strided deterministic DDIM steps; after every
+   step the latents outside ``m`` are replaced by ``z0`` forward-noised to the new timestep (clean ``z0`` after
+   the last step), so only the masked positions are regenerated.
 5. The healed latents are decoded to ``x_hat``; the map is ``|x - x_hat|`` (channel mean) times ``m``
    upsampled to the image grid and Gaussian-smoothed. The image-level score is the aggregated KL
    (:func:`aggregated_kl`).
@@ -21,6 +21,7 @@ Which of these choices come from the paper, from a re-implementation or from us:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -31,6 +32,7 @@ from monai.inferers import DiffusionInferer
 from monai.networks.layers import GaussianFilter
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
+from disyre_monai.inferers.diffusion import _seeded
 from disyre_monai.inferers.slices import SliceAnomalyInferer
 from disyre_monai.utils import check_int, check_number, source_name
 
@@ -109,17 +111,18 @@ class LDMInferer(SliceAnomalyInferer):
 
     Same call contract as :class:`~disyre_monai.inferers.DisyreInferer` (slicing, empty slices skipped, brain
     mask applied, MetaTensor in -> MetaTensor out); see the module docstring for the method. Slices are
-    zero-padded to ``size_divisor`` (default: the network's). Every random draw comes from a generator seeded
-    with ``seed`` at the start of each call, so the same input, seed and ``slice_batch_size`` give the same
-    map (the draws are made batch by batch: another batch size draws other noise).
+    zero-padded to ``size_divisor`` (default: the network's). Every draw is a pure function of ``seed``: the
+    healing noise of a slice of ``(seed, slice position)``, the KL noise field, which MONAI's
+    ``get_likelihood`` draws for a whole batch, of ``(seed, positions of the batch's slices)``. So the same
+    input, seed and ``slice_batch_size`` give the same map (another batch size changes the KL noise only).
 
     Args:
         kl_timesteps: timesteps whose KL terms are averaged (each in ``[1, T - 1]``; t = 0 is refused).
         kl_threshold: latent positions whose mean KL exceeds this are healed (None: the network's calibrated
             ``kl_threshold``).
         heal_start: timestep the latents are noised to before healing.
-        heal_steps: at most this many DDIM steps from ``heal_start`` to clean latents (see :func:`heal_timesteps`).
-        eta: DDIM noise weight (0: deterministic DDIM; 1: DDPM-like ancestral steps).
+        heal_steps: at most this many deterministic DDIM steps from ``heal_start`` to clean latents (see
+            :func:`heal_timesteps`).
         requantize: snap the healed latents to the VQ-VAE codebook before decoding (MONAI's
             ``decode_stage_2_outputs``); False decodes them as they are.
         mask_sigma: sigma (pixels) of the Gaussian smoothing of the upsampled mask (None: half the
@@ -145,7 +148,6 @@ class LDMInferer(SliceAnomalyInferer):
         kl_threshold: float | None = None,
         heal_start: int = 300,
         heal_steps: int = 10,
-        eta: float = 0.0,
         requantize: bool = True,
         mask_sigma: float | None = None,
         seed: int = 0,
@@ -168,16 +170,13 @@ class LDMInferer(SliceAnomalyInferer):
         self.kl_threshold = None if kl_threshold is None else check_number(name, "kl_threshold", kl_threshold)
         self.heal_start = check_int(name, "heal_start", heal_start, 1, 100_000)
         self.heal_steps = check_int(name, "heal_steps", heal_steps, 1, 100_000)
-        self.eta = check_number(name, "eta", eta, 0.0, 1.0)
         self.requantize = bool(requantize)
         self.mask_sigma = None if mask_sigma is None else check_number(name, "mask_sigma", mask_sigma, 0.0, 1000.0)
         self.seed = check_int(name, "seed", seed, 0, 2**63 - 1)
         self.size_divisor = None if size_divisor is None else check_int(name, "size_divisor", size_divisor, 1, 4096)
-        self._rng = torch.Generator().manual_seed(self.seed)
 
     def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
         self._check_network(network, source_name(inputs, "inputs"))
-        self._rng = torch.Generator().manual_seed(self.seed)
         return super().__call__(inputs, network, mask)
 
     def _output_channels(self, in_channels: int) -> int:
@@ -214,13 +213,13 @@ class LDMInferer(SliceAnomalyInferer):
         h, w = x.shape[2:]
         divisor = self.size_divisor or int(net.size_divisor)
         xp = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
-        seeds = torch.randint(0, 2**62, (2,), generator=self._rng).tolist()
-        generator = torch.Generator(device=x.device).manual_seed(seeds[1])
+        positions = [int(i) for i in self.slice_index.tolist()]
+        kl_seed = _seeded(self.seed, 0, *positions).initial_seed()
         with self.autocast(x.device):
             z0 = net.encode(xp).float()
-            kl = latent_kl(net.unet, net.scheduler, z0, self.kl_timesteps, seeds[0]).float().mean((1, 2))[:, None]
+            kl = latent_kl(net.unet, net.scheduler, z0, self.kl_timesteps, kl_seed).float().mean((1, 2))[:, None]
             latent_mask = (kl > self._threshold(net)).float()
-            healed = self._heal(net, z0, latent_mask, generator) if latent_mask.any() else z0
+            healed = self._heal(net, z0, latent_mask, positions) if latent_mask.any() else z0
             restored = net.decode(healed, self.requantize).float() if (
                 latent_mask.any() or self.return_intermediates) else xp
         up_mask = self._smooth(F.interpolate(latent_mask, size=xp.shape[2:], mode="nearest"), net)
@@ -230,25 +229,29 @@ class LDMInferer(SliceAnomalyInferer):
         up_kl = F.interpolate(kl, size=xp.shape[2:], mode="nearest")
         return torch.cat([score, up_kl, up_mask, restored], 1)[:, :, :h, :w]
 
-    def _heal(self, net, z0: torch.Tensor, latent_mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Regenerate the masked latents: noise to ``heal_start``, strided DDIM steps, re-impose the rest."""
+    def _heal(self, net, z0: torch.Tensor, latent_mask: torch.Tensor, positions: list[int]) -> torch.Tensor:
+        """Regenerate the masked latents: noise to ``heal_start``, strided DDIM steps, re-impose the rest.
+
+        The noise fields of slice ``p`` (one for ``heal_start``, one per re-imposition) come from ``(seed, 1, p)``.
+        """
         ddim: DDIMScheduler = net.ddim_scheduler()
         steps = heal_timesteps(ddim.num_train_timesteps, self.heal_start, self.heal_steps)
         ddim.set_timesteps(ddim.num_train_timesteps // (steps[0] - steps[1]) if len(steps) > 1 else 1)
         stride = ddim.num_train_timesteps // ddim.num_inference_steps
+        fields = torch.stack([torch.randn((len(steps) + 1, *z0.shape[1:]), generator=_seeded(self.seed, 1, p))
+                              for p in positions], 1).to(z0.device)
 
-        def noised(t: int) -> torch.Tensor:
+        def noised(t: int, k: int) -> torch.Tensor:
             if t < 0:
                 return z0
-            noise = torch.randn(z0.shape, generator=generator, device=z0.device)
-            return net.scheduler.add_noise(z0, noise, torch.full((z0.shape[0],), t, device=z0.device))
+            return net.scheduler.add_noise(z0, fields[k], torch.full((z0.shape[0],), t, device=z0.device))
 
-        z = noised(steps[0])
-        for t in steps:
+        z = noised(steps[0], 0)
+        for k, t in enumerate(steps, start=1):
             timesteps = torch.full((z.shape[0],), t, device=z.device, dtype=torch.long)
             eps = net.unet(z, timesteps=timesteps).float()
-            z, _ = ddim.step(eps, t, z, eta=self.eta, generator=generator)
-            z = latent_mask * z + (1 - latent_mask) * noised(t - stride)
+            z, _ = ddim.step(eps, t, z)
+            z = latent_mask * z + (1 - latent_mask) * noised(t - stride, k)
         return z
 
     def _smooth(self, mask: torch.Tensor, net) -> torch.Tensor:
@@ -298,8 +301,7 @@ def calibrate_kl_threshold(
     name = "calibrate_kl_threshold"
     percentile = check_number(name, "percentile", percentile, 1e-6, 100.0 - 1e-6)
     max_voxels_per_case = check_int(name, "max_voxels_per_case", max_voxels_per_case, 1, 2**40)
-    probe = LDMInferer.__new__(LDMInferer)
-    probe.__dict__.update(inferer.__dict__)
+    probe = copy.copy(inferer)
     probe.kl_threshold, probe.return_intermediates = math.inf, True
     device = torch.device(device) if device is not None else next(network.parameters()).device
     draw = torch.Generator().manual_seed(inferer.seed)

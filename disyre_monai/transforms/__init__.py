@@ -1,5 +1,4 @@
-"""Transforms: intensity preprocessing, DISYRE's synthetic-anomaly corruption and the latent-diffusion noise draws
-(array + dictionary twins)."""
+"""Transforms: intensity preprocessing and DISYRE's synthetic-anomaly corruption (array + dictionary twins)."""
 
 from .corruption import (
     Corruption,
@@ -10,7 +9,6 @@ from .corruption import (
 )
 from .intensity import ScaleByPercentile, ScaleByPercentileD, ScaleByPercentiled, ScaleByPercentileDict
 from .intensity_bias import RandIntensityBias, RandIntensityBiasD, RandIntensityBiasd, RandIntensityBiasDict
-from .latent_noise import LatentNoise, RandLatentNoise, RandLatentNoiseD, RandLatentNoised, RandLatentNoiseDict
 from .shapes import RandAnomalyShape, RandAnomalyShapeD, RandAnomalyShaped, RandAnomalyShapeDict
 from .slices import EnsureBrainMaskD, EnsureBrainMaskd, EnsureBrainMaskDict, RandSlicesD, RandSlicesd, RandSlicesDict
 from .texture import ForeignPatchCache, RandForeignPatch, RandForeignPatchD, RandForeignPatchd, RandForeignPatchDict
@@ -21,7 +19,6 @@ __all__ = [
     "RandAnomalyShape", "RandAnomalyShaped", "RandAnomalyShapeD", "RandAnomalyShapeDict",
     "RandDisyreCorruption", "RandDisyreCorruptiond", "RandDisyreCorruptionD", "RandDisyreCorruptionDict",
     "RandForeignPatch", "RandForeignPatchd", "RandForeignPatchD", "RandForeignPatchDict",
-    "LatentNoise", "RandLatentNoise", "RandLatentNoised", "RandLatentNoiseD", "RandLatentNoiseDict",
     "RandIntensityBias", "RandIntensityBiasd", "RandIntensityBiasD", "RandIntensityBiasDict",
     "ScaleByPercentile", "ScaleByPercentiled", "ScaleByPercentileD", "ScaleByPercentileDict",
 ]

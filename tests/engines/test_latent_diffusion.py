@@ -19,17 +19,31 @@ from disyre_monai.networks import LatentDiffusionModel
 from tests.helpers import synthetic_brain
 
 
-def test_prepare_batches_feed_the_trainer_contract():
+def test_reconstruction_batches_use_the_image_as_target():
     images = torch.rand(2, 1, 8, 8)
     inputs, targets = ReconstructionPrepareBatch()({"image": images})
-    assert inputs is targets or torch.equal(inputs, targets)
-    noise = torch.randn(2, 3, 2, 2)
-    batch = {"image": images, "noise": noise, "timestep": torch.tensor([[4], [7]])}
-    inputs, targets, args, kwargs = LatentDiffusionPrepareBatch()(batch, torch.device("cpu"))
-    assert torch.equal(inputs, images) and torch.equal(targets, noise) and args == ()
-    assert torch.equal(kwargs["noise"], noise) and kwargs["timesteps"].tolist() == [4, 7]
-    with pytest.raises(KeyError, match=r"lacks \['noise', 'timestep'\] \(add RandLatentNoised"):
-        LatentDiffusionPrepareBatch()({"image": images})
+    assert torch.equal(inputs, images) and torch.equal(targets, images)
+
+
+def test_diffusion_batches_draw_latent_noise_resumably():
+    model = LatentDiffusionModel()
+    batch = {"image": torch.rand(3, 1, 16, 24)}
+    prepare = LatentDiffusionPrepareBatch(model, seed=5)
+    inputs, targets, args, kwargs = prepare(batch, torch.device("cpu"))
+    assert torch.equal(inputs, batch["image"]) and args == () and torch.equal(kwargs["noise"], targets)
+    assert targets.shape == (3, 8, 4, 6) and kwargs["timesteps"].shape == (3,)
+    assert int(kwargs["timesteps"].min()) >= 0 and int(kwargs["timesteps"].max()) < 1000
+    state = prepare.state_dict()
+    second = prepare(batch)[1]
+    resumed = LatentDiffusionPrepareBatch(model, seed=5)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed(batch)[1], second)  # a checkpoint holding the generator resumes the same draws
+    resumed.reset()
+    assert torch.equal(resumed(batch)[1], targets)
+    with pytest.raises(KeyError, match="LatentDiffusionPrepareBatch: the batch has no 'image'"):
+        prepare({"label": batch["image"]})
+    with pytest.raises(ValueError, match="multiple of the autoencoder's downsampling 4"):
+        prepare({"image": torch.rand(1, 1, 18, 24)})
 
 
 def test_stage_two_refuses_to_start_without_stage_one_weights(tmp_path):
