@@ -8,9 +8,11 @@ cDDPM's encoder sees the clean slice in [0, 1]. pDDPM (``inpaint: True``) noises
 and keeps the rest clean; the prediction outside the cell is replaced by the clean input, so only the cell
 contributes to the loss (still averaged over all pixels).
 
-In MONAI terms: :class:`DiffusionTrainingPrepareBatch` turns a batch into ``(x_t, x0, (), kwargs)`` and
-:class:`DenoisingInferer` runs the network with those kwargs; with ``torch.nn.L1Loss`` as the loss function,
-``SupervisedTrainer`` then performs exactly the released step (and ``SupervisedEvaluator`` its validation loss).
+In MONAI terms: :class:`~disyre_monai.transforms.diffusion.RandDiffusionDrawd` draws each sample's timestep,
+noise seed and cell in the data pipeline, :class:`DiffusionTrainingPrepareBatch` turns a batch into
+``(x_t, x0, (), kwargs)`` and :class:`DenoisingInferer` runs the network with those kwargs; with
+``torch.nn.L1Loss`` as the loss function, ``SupervisedTrainer`` then performs exactly the released step (and
+``SupervisedEvaluator`` its validation loss).
 """
 
 from __future__ import annotations
@@ -19,28 +21,31 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from ignite.engine import Engine, Events
 from monai.inferers import Inferer
 from monai.networks.schedulers import Scheduler
 
 from disyre_monai.inferers.diffusion import as_diffusion_noise, default_diffusion_scheduler, grid_cells
-from disyre_monai.schedulers.noise import DiffusionNoise
+from disyre_monai.schedulers.noise import DiffusionNoise, seeded_generator
+from disyre_monai.transforms.diffusion import CELL_KEY, NOISE_SEED_KEY, TIMESTEP_KEY
 from disyre_monai.utils import check_int
 
 
 class DiffusionTrainingPrepareBatch:
     """``prepare_batch`` of the diffusion baselines: noises clean slices for x0-prediction training.
 
+    The per-sample draws (timestep, noise seed, pDDPM cell) are read from the batch when
+    :class:`~disyre_monai.transforms.diffusion.RandDiffusionDrawd` put them there (the bundle does: they then
+    follow the data stream's seeding, so a resumed run and every validation round draw the same); otherwise they
+    are drawn here from a generator seeded with ``seed``. Simplex noise shared over the batch (released) uses the
+    first sample's seed; otherwise each sample's noise comes from its own seed.
+
     Args:
         scheduler: the forward process (default: T = 1000, cosine; :func:`default_diffusion_scheduler`).
         noise: a :class:`~disyre_monai.schedulers.DiffusionNoise` or its type ("simplex" as released, "gaussian").
         condition_on_input: pass the clean slice (in [0, 1]) as ``image`` to the network (cDDPM's encoder).
-        patch_grid: ``(rows, cols)``: noise one random cell per slice, keep the rest clean (pDDPM); None: the
-            whole slice.
-        image_key: key of the clean slices ``(N, C, H, W)`` in [0, 1] in the batch.
-        seed: seed of the generator of timesteps, noise and cells. Its state is in :meth:`state_dict`, so that a
-            checkpoint holding this object resumes the same draws; attached to an engine (:meth:`attach`), the
-            generator is reset to ``seed`` at every epoch start (so validation sees the same noise every time).
+        patch_grid: ``(rows, cols)``: noise one cell per slice, keep the rest clean (pDDPM); None: the whole slice.
+        image_key: key of the clean slices ``(N, C, H, W)`` in [0, 1].
+        seed: seed of the draws made here when the batch carries none.
 
     Call:
         ``prepare_batch(batchdata, device=None, non_blocking=False, **kwargs)`` returns ``(x_t, x0, (),
@@ -66,8 +71,27 @@ class DiffusionTrainingPrepareBatch:
         if self.patch_grid is not None and len(self.patch_grid) != 2:
             raise ValueError(f"{name}: patch_grid must be (rows, cols), got {patch_grid!r}.")
         self.image_key = image_key
-        self.seed = check_int(name, "seed", seed, 0)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator().manual_seed(check_int(name, "seed", seed, 0))
+
+    def _draws(self, batchdata: Mapping[str, Any], n: int) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """Timesteps ``(n,)``, noise seeds and cell indices ``(n,)`` from the batch, or drawn here."""
+        num_t = int(self.scheduler.num_train_timesteps)
+        num_cells = 0 if self.patch_grid is None else self.patch_grid[0] * self.patch_grid[1]
+        if TIMESTEP_KEY in batchdata:
+            timesteps = torch.as_tensor(batchdata[TIMESTEP_KEY]).long().reshape(-1)
+            seeds = torch.as_tensor(batchdata[NOISE_SEED_KEY]).reshape(-1).tolist()
+            cells = torch.as_tensor(batchdata[CELL_KEY]).long().reshape(-1) if num_cells else None
+        else:
+            timesteps = torch.randint(0, num_t, (n,), generator=self.generator)
+            seeds = torch.randint(0, 2**31 - 1, (n,), generator=self.generator).tolist()
+            cells = torch.randint(0, num_cells, (n,), generator=self.generator) if num_cells else None
+        if len(timesteps) != n or len(seeds) != n or ((timesteps < 0) | (timesteps >= num_t)).any():
+            raise ValueError(f"{type(self).__name__}: the batch's {TIMESTEP_KEY!r}/{NOISE_SEED_KEY!r} must hold one "
+                             f"entry per slice ({n}) with timesteps in [0, {num_t - 1}].")
+        if cells is not None and (len(cells) != n or ((cells < 0) | (cells >= num_cells)).any()):
+            raise ValueError(f"{type(self).__name__}: the batch's {CELL_KEY!r} must hold one cell index in "
+                             f"[0, {num_cells - 1}] per slice.")
+        return timesteps, seeds, cells
 
     def __call__(self, batchdata: Mapping[str, Any], device: str | torch.device | None = None,
                  non_blocking: bool = False, **kwargs) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
@@ -77,36 +101,23 @@ class DiffusionTrainingPrepareBatch:
         x = torch.as_tensor(batchdata[self.image_key]).as_subclass(torch.Tensor).float()
         if x.ndim != 4:
             raise ValueError(f"{name}: {self.image_key} must be 2D slices (N, C, H, W), got {tuple(x.shape)}.")
+        timesteps, seeds, cells = self._draws(batchdata, x.shape[0])
         x = x.to(device=device, non_blocking=non_blocking)
         x0 = 2.0 * x - 1.0
-        num_t = int(self.scheduler.num_train_timesteps)
-        timesteps = torch.randint(0, num_t, (x.shape[0],), generator=self.generator).to(x.device)
-        x_t = self.scheduler.add_noise(x0, self.noise(x0, self.generator), timesteps)
+        if self.noise.noise_type == "simplex" and self.noise.shared_over_batch:
+            noise = self.noise(x0, seeded_generator(seeds[0]))
+        else:
+            noise = torch.cat([self.noise(x0[i:i + 1], seeded_generator(s)) for i, s in enumerate(seeds)])
+        timesteps = timesteps.to(x.device)
+        x_t = self.scheduler.add_noise(x0, noise, timesteps)
         infer_kwargs: dict[str, torch.Tensor] = {"timesteps": timesteps}
         if self.condition_on_input:
             infer_kwargs["image"] = x
-        if self.patch_grid is not None:
-            cells = grid_cells(*x.shape[2:], self.patch_grid, x.device)
-            pick = torch.randint(0, len(cells), (x.shape[0],), generator=self.generator).to(x.device)
-            region = cells[pick]
+        if cells is not None:
+            region = grid_cells(*x.shape[2:], self.patch_grid, x.device)[cells.to(x.device)]
             x_t = torch.where(region, x_t, x0)
             infer_kwargs["region"] = region
         return x_t, x0, (), infer_kwargs
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The generator state (for ignite ``Checkpoint``)."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.generator.set_state(torch.as_tensor(state["generator"]).to(torch.uint8).cpu())
-
-    def reset(self, engine: Engine | None = None) -> None:
-        """Restart the draws from ``seed``."""
-        self.generator.manual_seed(self.seed)
-
-    def attach(self, engine: Engine) -> None:
-        """Reset the draws at every ``EPOCH_STARTED`` of ``engine`` (e.g. a validation evaluator)."""
-        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
 
 
 class DenoisingInferer(Inferer):

@@ -23,6 +23,8 @@ from monai.engines import PrepareBatch
 from disyre_monai.engines.guarded import is_failure
 from disyre_monai.inferers.latent_diffusion import LDMInferer, calibrate_kl_threshold
 from disyre_monai.networks.loading import load_network_weights
+from disyre_monai.schedulers.noise import seeded_generator
+from disyre_monai.transforms.diffusion import NOISE_SEED_KEY, TIMESTEP_KEY
 from disyre_monai.utils import check_int, check_number
 
 logger = logging.getLogger(__name__)
@@ -55,25 +57,37 @@ class ReconstructionPrepareBatch(PrepareBatch):
 class LatentDiffusionPrepareBatch(PrepareBatch):
     """Diffusion-stage batches in the form of MONAI's ``DiffusionPrepareBatch``: noise of the latent's shape.
 
-    Draws, from its own generator, standard normal noise ``(N, *network.latent_shape((H, W)))`` and timesteps
-    uniform in ``[0, T)``, and returns ``(images, noise, (), {"noise": noise, "timesteps": timesteps})``: the
-    trainer calls ``network(images, noise=noise, timesteps=timesteps)`` (the
-    :class:`~disyre_monai.networks.LatentDiffusionModel`, which predicts the noise) and the loss (MSE)
-    compares the prediction with ``noise``. Same generator conventions as the pixel-space diffusion baselines'
-    ``DiffusionTrainingPrepareBatch``.
+    Returns ``(images, noise, (), {"noise": noise, "timesteps": timesteps})``: the trainer calls
+    ``network(images, noise=noise, timesteps=timesteps)`` (the :class:`~disyre_monai.networks.LatentDiffusionModel`,
+    which predicts the noise) and the loss (MSE) compares the prediction with ``noise``. As for the pixel-space
+    diffusion baselines, each sample's timestep and noise seed are read from the batch when
+    :class:`~disyre_monai.transforms.diffusion.RandDiffusionDrawd` drew them in the data pipeline (the bundle
+    does: they then follow the training stream's seeding, so a resumed run draws the same); otherwise they are
+    drawn here from a generator seeded with ``seed``. Sample ``i``'s noise, standard normal of shape
+    ``network.latent_shape((H, W))``, comes from its own seed.
 
     Args:
         network: the :class:`~disyre_monai.networks.LatentDiffusionModel` (latent shape and T).
         image_key: images ``(N, C, H, W)``, H and W multiples of the autoencoder's downsampling.
-        seed: seed of the generator. Its state is in :meth:`state_dict`, so a checkpoint holding this object
-            resumes the same draws; attached to an engine (:meth:`attach`), the generator is reset to ``seed`` at
-            every epoch start (so validation sees the same noise every time).
+        seed: seed of the draws made here when the batch carries none.
     """
 
     def __init__(self, network: torch.nn.Module, image_key: str = "image", seed: int = 0) -> None:
         self.network, self.image_key = network, image_key
-        self.seed = check_int(type(self).__name__, "seed", seed, 0)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator().manual_seed(check_int(type(self).__name__, "seed", seed, 0))
+
+    def _draws(self, batchdata: Mapping, n: int, num_t: int) -> tuple[torch.Tensor, list[int]]:
+        """Timesteps ``(n,)`` and noise seeds from the batch, or drawn here."""
+        if TIMESTEP_KEY in batchdata and NOISE_SEED_KEY in batchdata:
+            timesteps = torch.as_tensor(batchdata[TIMESTEP_KEY]).long().reshape(-1)
+            seeds = torch.as_tensor(batchdata[NOISE_SEED_KEY]).reshape(-1).tolist()
+        else:
+            timesteps = torch.randint(0, num_t, (n,), generator=self.generator)
+            seeds = torch.randint(0, 2**31 - 1, (n,), generator=self.generator).tolist()
+        if len(timesteps) != n or len(seeds) != n or ((timesteps < 0) | (timesteps >= num_t)).any():
+            raise ValueError(f"{type(self).__name__}: the batch's {TIMESTEP_KEY!r}/{NOISE_SEED_KEY!r} must hold one "
+                             f"entry per slice ({n}) with timesteps in [0, {num_t - 1}].")
+        return timesteps, seeds
 
     def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs: Any):
         name = type(self).__name__
@@ -83,26 +97,11 @@ class LatentDiffusionPrepareBatch(PrepareBatch):
         if images.ndim != 4:
             raise ValueError(f"{name}: {self.image_key} must be 2D slices (N, C, H, W), got {tuple(images.shape)}.")
         model = getattr(self.network, "module", self.network)
-        shape = (images.shape[0], *model.latent_shape(images.shape[2:]))
-        noise = torch.randn(shape, generator=self.generator)
-        timesteps = torch.randint(0, model.num_train_timesteps, (images.shape[0],), generator=self.generator)
+        shape = model.latent_shape(images.shape[2:])
+        timesteps, seeds = self._draws(batchdata, images.shape[0], model.num_train_timesteps)
+        noise = torch.stack([torch.randn(shape, generator=seeded_generator(s)) for s in seeds])
         images, noise, timesteps = (_to(v, device, non_blocking, **kwargs) for v in (images, noise, timesteps))
         return images, noise, (), {"noise": noise, "timesteps": timesteps}
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The generator state (for ignite ``Checkpoint``)."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.generator.set_state(torch.as_tensor(state["generator"]).to(torch.uint8).cpu())
-
-    def reset(self, engine: Engine | None = None) -> None:
-        """Restart the draws from ``seed``."""
-        self.generator.manual_seed(self.seed)
-
-    def attach(self, engine: Engine) -> None:
-        """Reset the draws at every ``EPOCH_STARTED`` of ``engine`` (e.g. a validation evaluator)."""
-        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
 
 
 def require_stage_weights(path: str | os.PathLike, stage: str, command: str) -> Path:

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.networks.schedulers import DDPMScheduler, Scheduler
 
 from disyre_monai.inferers.slices import SliceAnomalyInferer
-from disyre_monai.schedulers.noise import DiffusionNoise
+from disyre_monai.schedulers.noise import DiffusionNoise, seeded_generator
 from disyre_monai.utils import check_int
 
 
@@ -60,11 +59,6 @@ def grid_cells(height: int, width: int, grid: Sequence[int], device: torch.devic
         for j in range(cols):
             cells[i * cols + j, :, r_edges[i]:r_edges[i + 1], c_edges[j]:c_edges[j + 1]] = True
     return cells
-
-
-def _seeded(*keys: int) -> torch.Generator:
-    """A CPU generator whose seed is a pure function of ``keys``."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0]))
 
 
 class DiffusionReconstructionInferer(SliceAnomalyInferer):
@@ -132,8 +126,8 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
     def _draw_noise(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Noise of timestep index ``k`` for the batch ``x`` ``(N, C, H, W)`` (see ``seed``)."""
         if self.noise.noise_type == "simplex" and self.noise.shared_over_batch:
-            return self.noise(x[:1], _seeded(self.seed, k)).expand_as(x)
-        return torch.cat([self.noise(x[i:i + 1], _seeded(self.seed, k, int(s)))
+            return self.noise(x[:1], seeded_generator(self.seed, k)).expand_as(x)
+        return torch.cat([self.noise(x[i:i + 1], seeded_generator(self.seed, k, int(s)))
                           for i, s in enumerate(self.slice_index.tolist())])
 
     def _predict(self, network: Callable, x_t: torch.Tensor, t: int, clean: torch.Tensor) -> torch.Tensor:

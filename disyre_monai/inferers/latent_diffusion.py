@@ -32,8 +32,8 @@ from monai.inferers import DiffusionInferer
 from monai.networks.layers import GaussianFilter
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from disyre_monai.inferers.diffusion import _seeded
 from disyre_monai.inferers.slices import SliceAnomalyInferer
+from disyre_monai.schedulers.noise import seeded_generator
 from disyre_monai.utils import check_int, check_number, source_name
 
 __all__ = ["LDMInferer", "aggregated_kl", "calibrate_kl_threshold", "heal_timesteps", "latent_kl"]
@@ -214,7 +214,7 @@ class LDMInferer(SliceAnomalyInferer):
         divisor = self.size_divisor or int(net.size_divisor)
         xp = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
         positions = [int(i) for i in self.slice_index.tolist()]
-        kl_seed = _seeded(self.seed, 0, *positions).initial_seed()
+        kl_seed = seeded_generator(self.seed, 0, *positions).initial_seed()
         with self.autocast(x.device):
             z0 = net.encode(xp).float()
             kl = latent_kl(net.unet, net.scheduler, z0, self.kl_timesteps, kl_seed).float().mean((1, 2))[:, None]
@@ -238,7 +238,7 @@ class LDMInferer(SliceAnomalyInferer):
         steps = heal_timesteps(ddim.num_train_timesteps, self.heal_start, self.heal_steps)
         ddim.set_timesteps(ddim.num_train_timesteps // (steps[0] - steps[1]) if len(steps) > 1 else 1)
         stride = ddim.num_train_timesteps // ddim.num_inference_steps
-        fields = torch.stack([torch.randn((len(steps) + 1, *z0.shape[1:]), generator=_seeded(self.seed, 1, p))
+        fields = torch.stack([torch.randn((len(steps) + 1, *z0.shape[1:]), generator=seeded_generator(self.seed, 1, p))
                               for p in positions], 1).to(z0.device)
 
         def noised(t: int, k: int) -> torch.Tensor:

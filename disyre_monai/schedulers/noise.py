@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from monai.utils import look_up_option
 
@@ -38,6 +39,11 @@ _LATTICE_SCALE = 0.5
 _OCTAVE_SCALE = 68.3
 #: standard deviation of one released (OpenSimplex) octave, measured on 96 x 96 fields
 RELEASED_OCTAVE_STD = 0.372
+
+
+def seeded_generator(*keys: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` whose seed is a pure function of the integers ``keys``."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0]))
 
 
 def _gradients(device: torch.device) -> torch.Tensor:

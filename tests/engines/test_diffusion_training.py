@@ -10,6 +10,7 @@ from monai.networks.nets import resnet10
 
 from disyre_monai.engines.diffusion import DenoisingInferer, DiffusionTrainingPrepareBatch
 from disyre_monai.networks import ConditionedDiffusionUNet, ImageConditionedUNet
+from disyre_monai.transforms.diffusion import RandDiffusionDrawd
 from tests.helpers import synthetic_brain
 
 TINY = dict(channels=(8, 16, 16), num_res_blocks=1, norm_num_groups=4, num_head_channels=8)
@@ -54,17 +55,29 @@ def test_pddpm_noises_one_cell_and_the_loss_ignores_the_clean_rest():
     assert torch.equal(pred[~region.expand_as(pred)], x0[~region.expand_as(x0)]) and (pred[region] == 0).all()
 
 
-def test_same_seed_same_draws_and_state_dict_resumes_them():
+def test_draws_come_from_the_batch_when_the_pipeline_made_them():
+    x = _slices(3)
+    draw = RandDiffusionDrawd(num_cells=4).set_random_state(0)
+    rows = [draw({"image": s}) for s in x]
+    batch = {"image": x, **{k: torch.tensor([r[k] for r in rows]) for k in ("timestep", "noise_seed", "noise_cell")}}
+    first = DiffusionTrainingPrepareBatch(patch_grid=(2, 2), seed=1)(batch)
+    again = DiffusionTrainingPrepareBatch(patch_grid=(2, 2), seed=2)(batch)
+    assert torch.equal(first[0], again[0]), "the batch's draws decide, not the prepare_batch's own seed"
+    assert first[3]["timesteps"].tolist() == [r["timestep"] for r in rows]
+    cells = first[3]["region"].flatten(2).float().argmax(-1).flatten()
+    assert [int(c // (24 * 12)) * 2 + int(c % 24 >= 12) for c in cells] == [r["noise_cell"] for r in rows]
+    redrawn = RandDiffusionDrawd(num_cells=4).set_random_state(0)
+    assert [redrawn({"image": s}) for s in x][1]["noise_seed"] == rows[1]["noise_seed"], "seeded like the pipeline"
+
+
+def test_without_draws_in_the_batch_the_seed_decides():
     x = {"image": _slices(2)}
-    a, b = DiffusionTrainingPrepareBatch(seed=7), DiffusionTrainingPrepareBatch(seed=7)
+    a, b, c = (DiffusionTrainingPrepareBatch(seed=s) for s in (7, 7, 8))
     first = a(x)
-    assert torch.equal(first[0], b(x)[0])
-    saved = a.state_dict()
-    second = a(x)
-    b.load_state_dict(saved)
-    assert torch.equal(b(x)[0], second[0]) and not torch.equal(second[0], first[0])
-    b.reset()
-    assert torch.equal(b(x)[0], first[0])
+    assert torch.equal(first[0], b(x)[0]) and not torch.equal(first[0], c(x)[0])
+    assert not torch.equal(a(x)[0], first[0]), "each call draws anew"
+    with pytest.raises(ValueError, match="one entry per slice"):
+        a({"image": _slices(2), "timestep": torch.tensor([1]), "noise_seed": torch.tensor([3])})
 
 
 def test_bad_batches_are_named():
@@ -78,26 +91,28 @@ def test_bad_batches_are_named():
 def test_short_training_lowers_the_validation_loss(method):
     torch.manual_seed(0)
     train = [{"image": _slices(8, seed=8 * i)} for i in range(4)]
-    val = [{"image": _slices(8, seed=100)}]
+    draw = RandDiffusionDrawd(num_cells=4 if method == "pddpm" else 0).set_random_state(1)
+    val_slices = _slices(8, seed=100)
+    val_rows = [draw({"image": s}) for s in val_slices]
+    val = [{"image": val_slices, **{k: torch.tensor([r[k] for r in val_rows]) for k in val_rows[0] if k != "image"}}]
     net = _network(method)
-    prepare, val_prepare = (DiffusionTrainingPrepareBatch(**METHODS[method], seed=s) for s in (0, 1))
+    prepare = DiffusionTrainingPrepareBatch(**METHODS[method], seed=0)
 
     def val_loss():
         evaluator = SupervisedEvaluator(
-            "cpu", val, net, prepare_batch=val_prepare, inferer=DenoisingInferer(), val_handlers=[val_prepare],
+            "cpu", val, net, prepare_batch=prepare, inferer=DenoisingInferer(),
             key_val_metric={"val_l1": MeanAbsoluteError(output_transform=from_engine(["pred", "label"]))})
         evaluator.run()
         return evaluator.state.metrics["val_l1"]
 
     before, before_again = val_loss(), val_loss()
-    assert before == before_again, "validation noise is reset at every epoch"
+    assert before == before_again, "validation draws are fixed in the validation batch"
     trainer = SupervisedTrainer("cpu", max_epochs=15, train_data_loader=train, network=net,
                                 optimizer=torch.optim.Adam(net.parameters(), lr=3e-3),
                                 loss_function=torch.nn.L1Loss(), prepare_batch=prepare, inferer=DenoisingInferer())
     trainer.run()
     after = val_loss()
-    val_prepare.reset()
-    x_t, x0, _, _ = val_prepare(val[0])
+    x_t, x0, _, _ = prepare(val[0])
     copy = float(torch.nn.functional.l1_loss(x_t, x0))
     print(f"{method}: validation L1 before {before:.4f}, after {after:.4f}, copying the noisy input {copy:.4f}")
     assert after < 0.6 * before, (before, after)

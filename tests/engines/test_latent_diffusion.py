@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from ignite.engine import Engine
+from monai.transforms import Compose
 
 from disyre_monai.engines.failures import FAILURE_KEY
 from disyre_monai.engines.latent_diffusion import (
@@ -16,6 +17,7 @@ from disyre_monai.engines.latent_diffusion import (
 )
 from disyre_monai.inferers import LDMInferer
 from disyre_monai.networks import LatentDiffusionModel
+from disyre_monai.transforms.diffusion import RandDiffusionDrawd
 from tests.helpers import synthetic_brain
 
 
@@ -25,25 +27,25 @@ def test_reconstruction_batches_use_the_image_as_target():
     assert torch.equal(inputs, images) and torch.equal(targets, images)
 
 
-def test_diffusion_batches_draw_latent_noise_resumably():
+def test_diffusion_batches_take_the_pipeline_draws_or_draw_their_own():
     model = LatentDiffusionModel()
-    batch = {"image": torch.rand(3, 1, 16, 24)}
-    prepare = LatentDiffusionPrepareBatch(model, seed=5)
-    inputs, targets, args, kwargs = prepare(batch, torch.device("cpu"))
-    assert torch.equal(inputs, batch["image"]) and args == () and torch.equal(kwargs["noise"], targets)
-    assert targets.shape == (3, 8, 4, 6) and kwargs["timesteps"].shape == (3,)
-    assert int(kwargs["timesteps"].min()) >= 0 and int(kwargs["timesteps"].max()) < 1000
-    state = prepare.state_dict()
-    second = prepare(batch)[1]
-    resumed = LatentDiffusionPrepareBatch(model, seed=5)
-    resumed.load_state_dict(state)
-    assert torch.equal(resumed(batch)[1], second)  # a checkpoint holding the generator resumes the same draws
-    resumed.reset()
-    assert torch.equal(resumed(batch)[1], targets)
+    images = torch.rand(3, 1, 16, 24)
+    draws = Compose([RandDiffusionDrawd()]).set_random_state(4)
+    items = [draws({"image": image}) for image in images]
+    batch = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
+    inputs, targets, args, kwargs = LatentDiffusionPrepareBatch(model)(batch, torch.device("cpu"))
+    assert torch.equal(inputs, images) and args == () and torch.equal(kwargs["noise"], targets)
+    assert targets.shape == (3, 8, 4, 6) and kwargs["timesteps"].tolist() == [it["timestep"] for it in items]
+    again = LatentDiffusionPrepareBatch(model, seed=9)(batch)[1]
+    assert torch.equal(again, targets)  # the noise follows the batch's seeds, not the prepare-batch's own seed
+    own = LatentDiffusionPrepareBatch(model, seed=5)
+    first, second = own({"image": images})[1], own({"image": images})[1]
+    assert not torch.equal(first, second) and torch.equal(LatentDiffusionPrepareBatch(model, seed=5)(
+        {"image": images})[1], first)
     with pytest.raises(KeyError, match="LatentDiffusionPrepareBatch: the batch has no 'image'"):
-        prepare({"label": batch["image"]})
+        own({"label": images})
     with pytest.raises(ValueError, match="multiple of the autoencoder's downsampling 4"):
-        prepare({"image": torch.rand(1, 1, 18, 24)})
+        own({"image": torch.rand(1, 1, 18, 24)})
 
 
 def test_stage_two_refuses_to_start_without_stage_one_weights(tmp_path):

@@ -1,0 +1,58 @@
+"""Per-sample random draws of the diffusion baselines' training step (cDDPM, pDDPM, DDPM).
+
+The noising itself runs in :class:`~disyre_monai.engines.diffusion.DiffusionTrainingPrepareBatch` (on the
+training device, one simplex field per batch as released); this transform only draws, per sample, what that
+step needs: the timestep, the seed of the noise field and, for pDDPM, the grid cell to noise. Drawn in the data
+pipeline through ``self.R``, they follow the pipeline's seeding: the bundle's training stream seeds every
+sample from (seed, position), so a resumed run draws the same timesteps and noise, and a fixed validation set
+sees the same noise at every validation.
+
+There is no array twin: the transform adds entries and changes no array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from monai.transforms import Randomizable, Transform
+
+from disyre_monai.utils import check_int
+
+#: entries written by :class:`RandDiffusionDrawd` and read by the training step
+TIMESTEP_KEY, NOISE_SEED_KEY, CELL_KEY = "timestep", "noise_seed", "noise_cell"
+
+
+class RandDiffusionDrawd(Randomizable, Transform):
+    """Draw ``t`` uniform in ``[0, num_train_timesteps)``, a 31-bit noise seed and (``num_cells`` > 0) a cell index.
+
+    Args:
+        num_train_timesteps: ``T`` of the forward process (released: 1000).
+        num_cells: cells of pDDPM's grid (2 x 2 = 4); 0 for cDDPM and DDPM (no cell drawn).
+        timestep_key, noise_seed_key, cell_key: names of the entries written.
+
+    Call:
+        ``transform(data)`` returns a copy of the dictionary with ``timestep_key`` (int), ``noise_seed_key`` (int)
+        and, with cells, ``cell_key`` (int) added.
+    """
+
+    def __init__(self, num_train_timesteps: int = 1000, num_cells: int = 0, timestep_key: str = TIMESTEP_KEY,
+                 noise_seed_key: str = NOISE_SEED_KEY, cell_key: str = CELL_KEY) -> None:
+        name = type(self).__name__
+        self.num_train_timesteps = check_int(name, "num_train_timesteps", num_train_timesteps, 1)
+        self.num_cells = check_int(name, "num_cells", num_cells, 0, 4096)
+        self.timestep_key, self.noise_seed_key, self.cell_key = timestep_key, noise_seed_key, cell_key
+        self.draw: dict[str, int] = {}
+
+    def randomize(self, data: Any = None) -> None:
+        self.draw = {self.timestep_key: int(self.R.randint(0, self.num_train_timesteps)),
+                     self.noise_seed_key: int(self.R.randint(0, 2**31 - 1))}
+        if self.num_cells:
+            self.draw[self.cell_key] = int(self.R.randint(0, self.num_cells))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        self.randomize()
+        return {**dict(data), **self.draw}
+
+
+RandDiffusionDrawD = RandDiffusionDrawDict = RandDiffusionDrawd
