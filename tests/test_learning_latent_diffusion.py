@@ -7,7 +7,7 @@ import torch
 from monai.engines import SupervisedTrainer
 
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.engines.latent_diffusion import LatentDiffusionPrepareBatch, ReconstructionPrepareBatch
+from disyre_monai.engines import LatentDiffusionPrepareBatch, ReconstructionPrepareBatch
 from disyre_monai.losses import VQVAELoss
 from disyre_monai.networks import LatentDiffusionModel
 

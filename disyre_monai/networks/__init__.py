@@ -1,14 +1,22 @@
 """Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), the
-denoisers of the diffusion baselines (cDDPM, pDDPM, DDPM) and the VQ-VAE + latent DDPM of the latent-diffusion
-method (Pinaya et al.)."""
+denoisers of the diffusion baselines (cDDPM, pDDPM, DDPM), the VQ-VAE + latent DDPM of the latent-diffusion
+method (Pinaya et al.), and safe loading of weights.
+
+Deprecated here: ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers` in 0.3.0 (the old name resolves, with
+a ``FutureWarning``, until 0.4.0).
+"""
+
+from disyre_monai.utils import moved_names
 
 from .conditioned import CONDITION_MERGES, ConditionedDiffusionUNet, FiLMResnetBlock, ImageConditionedUNet
 from .latent_diffusion import AUTOENCODER_PRESETS, DIFFUSION_PRESETS, LatentDiffusionModel
-from .loading import LoadNetworkWeights, check_state_dict, load_network_weights
+from .loading import check_state_dict, load_network_weights
 from .restoration import PRESETS, DisyreUNet
 
 __all__ = [
     "AUTOENCODER_PRESETS", "CONDITION_MERGES", "DIFFUSION_PRESETS", "PRESETS", "ConditionedDiffusionUNet",
-    "DisyreUNet", "FiLMResnetBlock", "ImageConditionedUNet", "LatentDiffusionModel", "LoadNetworkWeights",
-    "check_state_dict", "load_network_weights",
+    "DisyreUNet", "FiLMResnetBlock", "ImageConditionedUNet", "LatentDiffusionModel", "check_state_dict",
+    "load_network_weights",
 ]
+
+__getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers"})
