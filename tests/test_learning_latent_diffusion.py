@@ -3,6 +3,7 @@ demo slices through MONAI's SupervisedTrainer with this package's stage plumbing
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from monai.engines import SupervisedTrainer
 
@@ -10,6 +11,8 @@ from disyre_monai.data.demo import demo_datalist
 from disyre_monai.engines import LatentDiffusionPrepareBatch, ReconstructionPrepareBatch
 from disyre_monai.losses import VQVAELoss
 from disyre_monai.networks import LatentDiffusionModel
+
+pytestmark = pytest.mark.slow
 
 
 def _real_slices(entries, per_volume=8):

@@ -51,6 +51,7 @@ def test_stage_two_refuses_to_start_without_stage_one(tmp_path):
     assert "python -m monai.bundle run training_autoencoder" in message
 
 
+@pytest.mark.slow
 def test_both_stages_write_their_weights_with_scale_and_threshold(trained):
     stage1 = torch.load(trained / "models" / "autoencoder" / "autoencoder.pt", weights_only=True)
     model = LatentDiffusionModel(preset="small")
@@ -63,6 +64,7 @@ def test_both_stages_write_their_weights_with_scale_and_threshold(trained):
     assert {"model", "optimizer", "trainer"} <= set(torch.load(trained / "models" / checkpoints[0], weights_only=True))
 
 
+@pytest.mark.slow
 def test_inference_of_a_demo_patient(trained, tmp_path):
     case = demo_datalist()["test"][0]
     datalist = tmp_path / "datalist.json"
