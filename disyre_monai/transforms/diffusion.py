@@ -12,7 +12,7 @@ There is no array twin: the transform adds entries and changes no array.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from monai.transforms import Randomizable, Transform
@@ -24,11 +24,12 @@ TIMESTEP_KEY, NOISE_SEED_KEY, CELL_KEY = "timestep", "noise_seed", "noise_cell"
 
 
 class RandDiffusionDrawd(Randomizable, Transform):
-    """Draw ``t`` uniform in ``[0, num_train_timesteps)``, a 31-bit noise seed and (``num_cells`` > 0) a cell index.
+    """Draw ``t`` uniform in ``[0, num_train_timesteps)``, a 31-bit noise seed and (with a grid) a cell index.
 
     Args:
         num_train_timesteps: ``T`` of the forward process (released: 1000).
-        num_cells: cells of pDDPM's grid (2 x 2 = 4); 0 for cDDPM and DDPM (no cell drawn).
+        patch_grid: ``(rows, cols)`` of pDDPM's grid (released: (2, 2)); a cell index in ``[0, rows * cols)`` is
+            drawn (row-major, as :func:`~disyre_monai.inferers.diffusion.grid_cells`). None for cDDPM and DDPM.
         timestep_key, noise_seed_key, cell_key: names of the entries written.
 
     Call:
@@ -36,11 +37,15 @@ class RandDiffusionDrawd(Randomizable, Transform):
         and, with cells, ``cell_key`` (int) added.
     """
 
-    def __init__(self, num_train_timesteps: int = 1000, num_cells: int = 0, timestep_key: str = TIMESTEP_KEY,
-                 noise_seed_key: str = NOISE_SEED_KEY, cell_key: str = CELL_KEY) -> None:
+    def __init__(self, num_train_timesteps: int = 1000, patch_grid: Sequence[int] | None = None,
+                 timestep_key: str = TIMESTEP_KEY, noise_seed_key: str = NOISE_SEED_KEY,
+                 cell_key: str = CELL_KEY) -> None:
         name = type(self).__name__
         self.num_train_timesteps = check_int(name, "num_train_timesteps", num_train_timesteps, 1)
-        self.num_cells = check_int(name, "num_cells", num_cells, 0, 4096)
+        grid = () if patch_grid is None else tuple(check_int(name, "patch_grid", g, 1, 64) for g in patch_grid)
+        if patch_grid is not None and len(grid) != 2:
+            raise ValueError(f"{name}: patch_grid must be (rows, cols), got {patch_grid!r}.")
+        self.num_cells = grid[0] * grid[1] if grid else 0
         self.timestep_key, self.noise_seed_key, self.cell_key = timestep_key, noise_seed_key, cell_key
         self.draw: dict[str, int] = {}
 
