@@ -1,11 +1,19 @@
-"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), and the
-denoisers of the diffusion baselines (cDDPM, pDDPM, DDPM)."""
+"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), the denoisers
+of the diffusion baselines (cDDPM, pDDPM, DDPM), and safe loading of weights.
+
+Deprecated here: ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers` in 0.3.0 (the old name resolves, with
+a ``FutureWarning``, until 0.4.0).
+"""
+
+from disyre_monai.utils import moved_names
 
 from .conditioned import CONDITION_MERGES, ConditionedDiffusionUNet, FiLMResnetBlock, ImageConditionedUNet
-from .loading import LoadNetworkWeights, check_state_dict, load_network_weights
+from .loading import check_state_dict, load_network_weights
 from .restoration import PRESETS, DisyreUNet
 
 __all__ = [
     "CONDITION_MERGES", "PRESETS", "ConditionedDiffusionUNet", "DisyreUNet", "FiLMResnetBlock", "ImageConditionedUNet",
-    "LoadNetworkWeights", "check_state_dict", "load_network_weights",
+    "check_state_dict", "load_network_weights",
 ]
+
+__getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers"})
