@@ -24,9 +24,13 @@ import torch
 from monai.inferers import Inferer
 from monai.networks.schedulers import Scheduler
 
-from disyre_monai.inferers.diffusion import as_diffusion_noise, default_diffusion_scheduler, grid_cells
-from disyre_monai.schedulers.noise import DiffusionNoise, seeded_generator
-from disyre_monai.transforms.diffusion import CELL_KEY, NOISE_SEED_KEY, TIMESTEP_KEY
+from disyre_monai.schedulers.noise import (
+    DiffusionNoise,
+    as_diffusion_noise,
+    default_diffusion_scheduler,
+    seeded_generator,
+)
+from disyre_monai.transforms.diffusion import CELL_KEY, NOISE_SEED_KEY, TIMESTEP_KEY, check_patch_grid, grid_cells
 from disyre_monai.utils import check_int
 
 
@@ -40,7 +44,8 @@ class DiffusionTrainingPrepareBatch:
     first sample's seed; otherwise each sample's noise comes from its own seed.
 
     Args:
-        scheduler: the forward process (default: T = 1000, cosine; :func:`default_diffusion_scheduler`).
+        scheduler: the forward process (default: T = 1000, cosine schedule,
+            :func:`~disyre_monai.schedulers.default_diffusion_scheduler`).
         noise: a :class:`~disyre_monai.schedulers.DiffusionNoise` or its type ("simplex" as released, "gaussian").
         condition_on_input: pass the clean slice (in [0, 1]) as ``image`` to the network (cDDPM's encoder).
         patch_grid: ``(rows, cols)``: noise one cell per slice, keep the rest clean (pDDPM); None: the whole slice.
@@ -66,10 +71,7 @@ class DiffusionTrainingPrepareBatch:
         self.scheduler = scheduler or default_diffusion_scheduler()
         self.noise = as_diffusion_noise(noise)
         self.condition_on_input = bool(condition_on_input)
-        self.patch_grid = None if patch_grid is None else tuple(
-            check_int(name, "patch_grid", g, 1, 64) for g in patch_grid)
-        if self.patch_grid is not None and len(self.patch_grid) != 2:
-            raise ValueError(f"{name}: patch_grid must be (rows, cols), got {patch_grid!r}.")
+        self.patch_grid = check_patch_grid(name, patch_grid)
         self.image_key = image_key
         self.generator = torch.Generator().manual_seed(check_int(name, "seed", seed, 0))
 

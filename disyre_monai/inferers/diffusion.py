@@ -26,39 +26,17 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.schedulers import DDPMScheduler, Scheduler
+from monai.networks.schedulers import Scheduler
 
 from disyre_monai.inferers.slices import SliceAnomalyInferer
-from disyre_monai.schedulers.noise import DiffusionNoise, seeded_generator
+from disyre_monai.schedulers.noise import (
+    DiffusionNoise,
+    as_diffusion_noise,
+    default_diffusion_scheduler,
+    seeded_generator,
+)
+from disyre_monai.transforms.diffusion import check_patch_grid, grid_cells
 from disyre_monai.utils import check_int
-
-
-def default_diffusion_scheduler() -> DDPMScheduler:
-    """The released forward process: T = 1000, cosine schedule (Nichol & Dhariwal), x0 prediction."""
-    return DDPMScheduler(num_train_timesteps=1000, schedule="cosine", prediction_type="sample", clip_sample=False)
-
-
-def as_diffusion_noise(noise: DiffusionNoise | str | None) -> DiffusionNoise:
-    """``noise`` itself, ``DiffusionNoise(noise)`` for a name ("simplex", "gaussian"), or released simplex."""
-    if noise is None:
-        return DiffusionNoise("simplex")
-    return DiffusionNoise(noise) if isinstance(noise, str) else noise
-
-
-def grid_cells(height: int, width: int, grid: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
-    """Boolean masks ``(rows * cols, 1, height, width)`` of the cells of a ``rows x cols`` grid (row-major).
-
-    Cell edges are ``round(i * size / n)``, so equal cells when the size divides (released: 48-px boxes on
-    96-px slices).
-    """
-    rows, cols = (int(g) for g in grid)
-    r_edges = [round(i * height / rows) for i in range(rows + 1)]
-    c_edges = [round(j * width / cols) for j in range(cols + 1)]
-    cells = torch.zeros(rows * cols, 1, height, width, dtype=torch.bool, device=device)
-    for i in range(rows):
-        for j in range(cols):
-            cells[i * cols + j, :, r_edges[i]:r_edges[i + 1], c_edges[j]:c_edges[j + 1]] = True
-    return cells
 
 
 class DiffusionReconstructionInferer(SliceAnomalyInferer):
@@ -113,10 +91,7 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
             raise ValueError(f"{name}: timesteps must name at least one timestep in [0, {last}].")
         self.noise = as_diffusion_noise(noise)
         self.condition_on_input = bool(condition_on_input)
-        self.patch_grid = None if patch_grid is None else tuple(
-            check_int(name, "patch_grid", g, 1, 64) for g in patch_grid)
-        if self.patch_grid is not None and len(self.patch_grid) != 2:
-            raise ValueError(f"{name}: patch_grid must be (rows, cols), got {patch_grid!r}.")
+        self.patch_grid = check_patch_grid(name, patch_grid)
         self.size_divisor = check_int(name, "size_divisor", size_divisor, 1, 4096)
         self.seed = check_int(name, "seed", seed, 0)
 

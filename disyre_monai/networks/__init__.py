@@ -1,6 +1,6 @@
-"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), the
-denoisers of the diffusion baselines (cDDPM, pDDPM, DDPM), the VQ-VAE + latent DDPM of the latent-diffusion
-method (Pinaya et al.), and safe loading of weights.
+"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), the denoisers
+of the diffusion baselines (cDDPM, pDDPM, DDPM), the VQ-VAE + latent DDPM of the latent-diffusion method (Pinaya
+et al.), and safe loading of weights.
 
 Deprecated here: ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers` in 0.3.0 (the old name resolves, with
 a ``FutureWarning``, until 0.4.0).

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 import torch
+from monai.networks.schedulers import DDPMScheduler
 from monai.utils import look_up_option
 
 from disyre_monai.utils import check_int, check_number
@@ -159,3 +160,16 @@ class DiffusionNoise:
         noise = simplex_noise_2d(fields, h, w, self.octaves, self.persistence, self.frequency, generator, x.device)
         return noise.reshape(-1, 1, h, w).expand(n, c, h, w).reshape(n, c, h, w).to(x.dtype) \
             if self.shared_over_batch else noise.reshape(n, c, h, w).to(x.dtype)
+
+
+def as_diffusion_noise(noise: DiffusionNoise | str | None) -> DiffusionNoise:
+    """``noise`` itself, ``DiffusionNoise(noise)`` for a name ("simplex", "gaussian"), or released simplex."""
+    if noise is None:
+        return DiffusionNoise("simplex")
+    return DiffusionNoise(noise) if isinstance(noise, str) else noise
+
+
+def default_diffusion_scheduler() -> DDPMScheduler:
+    """The released forward process of cDDPM/pDDPM/DDPM: T = 1000, cosine schedule (Nichol & Dhariwal), x0
+    prediction (MONAI ``DDPMScheduler``; only ``add_noise`` is used)."""
+    return DDPMScheduler(num_train_timesteps=1000, schedule="cosine", prediction_type="sample", clip_sample=False)

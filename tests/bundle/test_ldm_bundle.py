@@ -37,9 +37,29 @@ def trained(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("configs, kind", [([TRAIN, LDM], "train"), ([INFER, LDM], "infer"),
-                                           ([INFER, LDM, EVALUATE], "infer")])
+                                           ([INFER, EVALUATE, LDM], "infer")])
 def test_the_patch_keeps_the_required_properties(configs, kind):
     assert _workflow(configs, kind).check_properties() == []
+
+
+def test_defaults_keep_the_method_s_own_folders_and_name():
+    train = _workflow([TRAIN, LDM], "train", device="cpu")
+    infer = _workflow([INFER, EVALUATE, LDM], "infer", device="cpu")
+    assert train.parser.get_parsed_content("output_dir") == "runs/ldm"
+    assert train.parser.get_parsed_content("autoencoder_path") == "runs/ldm/models/autoencoder/autoencoder.pt"
+    assert infer.parser.get_parsed_content("model_path") == "runs/ldm/models/model.pt"
+    assert infer.parser.get_parsed_content("output_dir") == "runs/ldm_evaluate"
+    assert infer.parser.get_parsed_content("report#model_name") == "ldm"
+
+
+def test_paper_patch_selects_the_larger_configuration():
+    parser = _workflow([TRAIN, LDM, str(CONFIGS / "ldm_paper.json")], "train", device="cpu").parser
+    model = parser.get_parsed_content("network_def")
+    assert model.preset == "paper" and model.size_divisor == 32
+    assert tuple(model.unet.block_out_channels) == (128, 256, 256) and model.latent_channels == 64
+    assert parser.get_parsed_content("batch_size") * parser.get_parsed_content("num_slices") == 24
+    assert parser.get_parsed_content("learning_rate") == parser.get_parsed_content("autoencoder_learning_rate") == 1e-4
+    assert all(s % model.size_divisor == 0 for s in parser.get_parsed_content("slice_size"))
 
 
 def test_stage_two_refuses_to_start_without_stage_one(tmp_path):

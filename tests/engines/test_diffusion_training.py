@@ -57,7 +57,7 @@ def test_pddpm_noises_one_cell_and_the_loss_ignores_the_clean_rest():
 
 def test_draws_come_from_the_batch_when_the_pipeline_made_them():
     x = _slices(3)
-    draw = RandDiffusionDrawd(num_cells=4).set_random_state(0)
+    draw = RandDiffusionDrawd(patch_grid=(2, 2)).set_random_state(0)
     rows = [draw({"image": s}) for s in x]
     batch = {"image": x, **{k: torch.tensor([r[k] for r in rows]) for k in ("timestep", "noise_seed", "noise_cell")}}
     first = DiffusionTrainingPrepareBatch(patch_grid=(2, 2), seed=1)(batch)
@@ -66,7 +66,7 @@ def test_draws_come_from_the_batch_when_the_pipeline_made_them():
     assert first[3]["timesteps"].tolist() == [r["timestep"] for r in rows]
     cells = first[3]["region"].flatten(2).float().argmax(-1).flatten()
     assert [int(c // (24 * 12)) * 2 + int(c % 24 >= 12) for c in cells] == [r["noise_cell"] for r in rows]
-    redrawn = RandDiffusionDrawd(num_cells=4).set_random_state(0)
+    redrawn = RandDiffusionDrawd(patch_grid=(2, 2)).set_random_state(0)
     assert [redrawn({"image": s}) for s in x][1]["noise_seed"] == rows[1]["noise_seed"], "seeded like the pipeline"
 
 
@@ -91,7 +91,7 @@ def test_bad_batches_are_named():
 def test_short_training_lowers_the_validation_loss(method):
     torch.manual_seed(0)
     train = [{"image": _slices(8, seed=8 * i)} for i in range(4)]
-    draw = RandDiffusionDrawd(num_cells=4 if method == "pddpm" else 0).set_random_state(1)
+    draw = RandDiffusionDrawd(patch_grid=METHODS[method].get("patch_grid")).set_random_state(1)
     val_slices = _slices(8, seed=100)
     val_rows = [draw({"image": s}) for s in val_slices]
     val = [{"image": val_slices, **{k: torch.tensor([r[k] for r in val_rows]) for k in val_rows[0] if k != "image"}}]
