@@ -8,7 +8,7 @@
 #   METHODS="disyre cddpm" bash scripts/compare_methods.sh
 #   OUT=runs/compare PROTOCOLS="exact behrendt upd" bash scripts/compare_methods.sh
 #
-# A method whose bundle patch is bundle/configs/<method>.json is trained with
+# A method whose bundle patch is bundle/configs/<method>.json is trained with (ldm: both of its stages)
 #   python -m monai.bundle run training --config_file "['bundle/configs/train.json','bundle/configs/<method>.json']"
 # (DISYRE: train.json alone). Existing trained weights are kept (delete $OUT/<method> to retrain); the maps of a
 # method are rewritten every run. Each method's report is in $OUT/report_<protocol>/ (metrics.json, per_case.csv,
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-runs/compare}
-METHODS=${METHODS:-"disyre cddpm pddpm ddpm"}
+METHODS=${METHODS:-"disyre cddpm pddpm ddpm ldm"}
 PROTOCOLS=${PROTOCOLS:-"exact behrendt"}
 CONFIGS=bundle/configs
 mkdir -p "$OUT"
