@@ -7,6 +7,7 @@
 #   bash scripts/compare_methods.sh                      # every method, protocols exact and behrendt
 #   METHODS="disyre cddpm" bash scripts/compare_methods.sh
 #   OUT=runs/compare PROTOCOLS="exact behrendt upd" bash scripts/compare_methods.sh
+#   DISYRE_MODEL=bundle/models/model.pt bash scripts/compare_methods.sh   # DISYRE's shipped demo weights, no training
 #
 # A method whose bundle patch is bundle/configs/<method>.json is trained with (ldm: both of its stages)
 #   python -m monai.bundle run training --config_file "['bundle/configs/train.json','bundle/configs/<method>.json']"
@@ -31,6 +32,7 @@ configs() {  # configs() BASE METHOD -> the --config_file list of BASE (+ evalua
 maps_args=()
 for method in $METHODS; do
     model="$OUT/$method/models/model.pt"
+    [ "$method" = disyre ] && [ -n "${DISYRE_MODEL:-}" ] && model="$DISYRE_MODEL"
     if [ ! -f "$model" ]; then
         echo "== training $method (small preset) -> $OUT/$method"
         start=$(date +%s)
