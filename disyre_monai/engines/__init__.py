@@ -1,5 +1,6 @@
-"""Engines: what MONAI's trainer and evaluators need around them (the restoration prepare-batch, an evaluator that
-survives bad cases, resumable batch outputs).
+"""Engines: what MONAI's trainer and evaluators need around them (the restoration prepare-batch, the diffusion
+baselines' training step, the latent-diffusion stages' prepare-batch classes, an evaluator that survives bad cases,
+resumable batch outputs).
 
 Deprecated here (moved in 0.3.0; the old names resolve, with a ``FutureWarning``, until 0.4.0): the checkpoint
 handlers, ``GradientClipping`` and the RNG-state helpers (to :mod:`disyre_monai.handlers`), the guarded datasets
@@ -8,11 +9,16 @@ and the training stream (to :mod:`disyre_monai.data`), the failure report (to :m
 
 from disyre_monai.utils import moved_names
 
+from .diffusion import DenoisingInferer, DiffusionTrainingPrepareBatch
 from .guarded import GuardedEvaluator
+from .latent_diffusion import LatentDiffusionPrepareBatch, ReconstructionPrepareBatch
 from .outputs import case_outputs, pending_cases
 from .prepare_batch import RestorationPrepareBatch
 
-__all__ = ["GuardedEvaluator", "RestorationPrepareBatch", "case_outputs", "pending_cases"]
+__all__ = [
+    "DenoisingInferer", "DiffusionTrainingPrepareBatch", "GuardedEvaluator", "LatentDiffusionPrepareBatch",
+    "ReconstructionPrepareBatch", "RestorationPrepareBatch", "case_outputs", "pending_cases",
+]
 
 __getattr__ = moved_names(__name__, {
     **dict.fromkeys(["AtomicCheckpointSaver", "CheckpointResumer", "GradientClipping", "capture_rng_state",

@@ -13,6 +13,7 @@ from disyre_monai.handlers.collect import CaseCollector
 from disyre_monai.inferers.baselines import ZScoreInferer
 from disyre_monai.io import atomic_write_json
 from disyre_monai.metrics.protocols import Protocol
+from disyre_monai.metrics.thresholds import calibrate_thresholds
 
 
 class ThresholdCalibration(CaseCollector):
@@ -50,22 +51,12 @@ class ThresholdCalibration(CaseCollector):
         super()._collect(engine)
 
     def _completed(self, engine: Engine | None = None) -> dict[str, float]:
-        evaluation = self.evaluation
-        if evaluation is None or not evaluation.case_names:
+        if self.evaluation is None or not self.evaluation.case_names:
             raise RuntimeError("ThresholdCalibration: no validation case was evaluated.")
-        thresholds, sources = {}, set()
-        for method, curve in evaluation.curves().items():
-            if curve.positives and self.protocol.threshold_policy == "validation_best_dice":
-                thresholds[method] = curve.best_dice()[1]
-                sources.add("best pooled Dice on labelled validation cases")
-            else:
-                thresholds[method] = curve.threshold_at_fpr(self.protocol.healthy_fpr)
-                sources.add(f"false-positive rate {self.protocol.healthy_fpr:g} on healthy validation voxels")
-        self.thresholds = thresholds
-        cases = len(evaluation.case_names)
-        self.source = f"{'; '.join(sorted(sources))} ({cases} cases, protocol {self.protocol.name})"
-        print(f"threshold calibration: {json.dumps(thresholds)} from {self.source}", flush=True)
+        self.thresholds, self.source = calibrate_thresholds(self.evaluation)
+        print(f"threshold calibration: {json.dumps(self.thresholds)} from {self.source}", flush=True)
         if self.output_dir is not None:
-            atomic_write_json(self.output_dir / "thresholds.json", {"thresholds": thresholds, "source": self.source,
+            atomic_write_json(self.output_dir / "thresholds.json", {"thresholds": self.thresholds,
+                                                                    "source": self.source,
                                                                     "protocol": self.protocol.name})
-        return thresholds
+        return self.thresholds

@@ -2,45 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.inferers import Inferer, sliding_window_inference
-from monai.utils import convert_to_dst_type, ensure_tuple_rep, look_up_option
-from tqdm.auto import tqdm
+from monai.inferers import sliding_window_inference
+from monai.utils import ensure_tuple_rep, look_up_option
 
+from disyre_monai.inferers.slices import SliceAnomalyInferer, is_out_of_memory
 from disyre_monai.schedulers import DisyreScheduler
-from disyre_monai.utils import check_int, check_number, source_name
+from disyre_monai.utils import check_int, check_number
 
-logger = logging.getLogger(__name__)
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for CUDA ``OutOfMemoryError``, ``MemoryError`` and allocator ``RuntimeError``s (CPU or GPU)."""
-    oom_type = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    if isinstance(error, (oom_type, torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MESSAGES)
-
-
-def _network_device(network: Callable, default: torch.device) -> torch.device:
-    """Device of the network's first parameter (``default`` for parameter-free callables)."""
-    params = getattr(network, "parameters", None)
-    if callable(params):
-        for p in params():
-            return p.device
-    return default
-
+__all__ = ["INFERENCE_METHODS", "MULTI_STEP_SCORES", "DisyreInferer", "is_out_of_memory"]
 INFERENCE_METHODS = ("mean_single_step", "multi_step")
 MULTI_STEP_SCORES = ("direction", "update")
 #: how window scores are weighted by their brain fraction (see :class:`DisyreInferer`).
 FOREGROUND_WEIGHTINGS = ("none", "released", "normalised")
 
 
-class DisyreInferer(Inferer):
+class DisyreInferer(SliceAnomalyInferer):
     """Anomaly map of a batch of 2D slices or 3D volumes from a network restoring ``(x_t, t) -> x0_hat``.
 
     Methods (timesteps from ``scheduler.inference_timesteps(num_steps, start_timestep, timestep_spacing)``,
@@ -108,6 +88,8 @@ class DisyreInferer(Inferer):
         ``(B, K * C, *spatial)`` when ``return_intermediates``.
     """
 
+    progress_desc = "DISYRE slices"
+
     def __init__(
         self,
         method: str = "mean_single_step",
@@ -133,7 +115,6 @@ class DisyreInferer(Inferer):
         amp_dtype: torch.dtype = torch.bfloat16,
         batch_severities: bool = True,
     ) -> None:
-        super().__init__()
         name = type(self).__name__
         self.method = look_up_option(method, INFERENCE_METHODS)
         self.scheduler = scheduler or DisyreScheduler()
@@ -156,58 +137,26 @@ class DisyreInferer(Inferer):
         self.size_divisor = None if size_divisor is None else check_int(name, "size_divisor", size_divisor, 1, 4096)
         if self.size_divisor is not None:
             self._check_roi(self.size_divisor)
-        self.slice_axis = check_int(name, "slice_axis", slice_axis, 0, 2)
-        self.slice_batch_size = check_int(name, "slice_batch_size", slice_batch_size, 1, 1_000_000)
-        self.current_slice_batch_size, self.current_sw_batch_size = self.slice_batch_size, self.sw_batch_size
-        self.foreground_threshold = check_number(name, "foreground_threshold", foreground_threshold)
+        super().__init__(slice_axis, slice_batch_size, foreground_threshold, return_intermediates, progress, amp,
+                         amp_dtype)
+        self.current_sw_batch_size = self.sw_batch_size
         self.multi_step_score = look_up_option(multi_step_score, MULTI_STEP_SCORES)
-        self.return_intermediates = bool(return_intermediates)
-        self.progress = bool(progress)
-        self.amp, self.amp_dtype = bool(amp), amp_dtype
         self.batch_severities = bool(batch_severities)
 
-    @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
-        name = f"{type(self).__name__}: {source_name(inputs, 'inputs')}"
-        x = torch.as_tensor(inputs)
-        if x.dtype.is_complex:
-            raise ValueError(f"{name}: complex inputs ({x.dtype}) are not supported.")
-        x = x.float()
-        if x.ndim not in (4, 5):
-            raise ValueError(f"{name}: inputs must be (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}.")
-        if x.numel() == 0:
-            raise ValueError(f"{name}: inputs are empty, shape {tuple(x.shape)}.")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name}: inputs contain {int((~torch.isfinite(x)).sum())} NaN or Inf values.")
-        x = x.as_subclass(torch.Tensor)
-        fg = (x > self.foreground_threshold).any(1, keepdim=True) if mask is None else torch.as_tensor(mask) > 0
-        if fg.shape != (x.shape[0], 1, *x.shape[2:]):
-            raise ValueError(f"{name}: mask must have shape {(x.shape[0], 1, *x.shape[2:])}, got {tuple(fg.shape)}.")
-        fg = fg.as_subclass(torch.Tensor).to(x.device)
-        expected = getattr(getattr(network, "module", network), "in_channels", None)
-        if isinstance(expected, int) and expected != x.shape[1]:
-            raise ValueError(f"{name}: inputs have {x.shape[1]} channel(s), the network expects {expected}.")
-        divisor = self._divisor(network)
-        slices, slice_fg = self._to_slices(x), self._to_slices(fg.float())
-        out = self._score_slices(slices, slice_fg, network, divisor)
-        out = self._from_slices(out, x)
-        score = out[:, :1] * fg
-        score = convert_to_dst_type(score, inputs, dtype=torch.float32)[0]
-        return (score, out[:, 1:]) if self.return_intermediates else score
+    def _output_channels(self, in_channels: int) -> int:
+        """The score and the K per-step restorations of ``in_channels`` channels each."""
+        return 1 + len(self.timesteps) * in_channels
 
-    def _to_slices(self, t: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` stays; ``(B, C, *3D)`` -> ``(B * S, C, *2D)`` slices along ``slice_axis``."""
-        if t.ndim == 4:
-            return t
-        t = t.movedim(2 + self.slice_axis, 1)
-        return t.reshape(-1, *t.shape[2:])
+    def _shrink_inner_batch(self) -> str | None:
+        """With one slice per batch, halve the sliding-window batch (None when there is none to halve)."""
+        if self.roi_size is None or self.current_sw_batch_size <= 1:
+            return None
+        self.current_sw_batch_size = max(self.current_sw_batch_size // 2, 1)
+        return f"sw_batch_size {self.current_sw_batch_size}"
 
-    def _from_slices(self, s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`_to_slices` for an output ``s`` ``(N, K, *2D)``."""
-        if like.ndim == 4:
-            return s
-        num = like.shape[2 + self.slice_axis]
-        return s.reshape(like.shape[0], num, *s.shape[1:]).movedim(1, 2 + self.slice_axis)
+    def _oom_advice(self) -> str:
+        window = f" and one {self.roi_size} window" if self.roi_size else ""
+        return f"{window}; use roi_size (sliding windows), a smaller window or a device with more memory."
 
     def _divisor(self, network: Callable) -> int:
         """``size_divisor`` as given, else the network's ``size_divisor`` attribute, else 32."""
@@ -223,50 +172,9 @@ class DisyreInferer(Inferer):
             raise ValueError(f"{type(self).__name__}: roi_size {self.roi_size} must be a multiple of size_divisor "
                              f"{divisor} (the network's downsampling).")
 
-    def _score_slices(self, x: torch.Tensor, fg: torch.Tensor, network: Callable, divisor: int) -> torch.Tensor:
-        """Score ``x`` ``(N, C, H, W)``; returns ``(N, 1 [+ K*C], H, W)``, zeros for slices without brain."""
-        channels = 1 + (len(self.timesteps) * x.shape[1] if self.return_intermediates else 0)
-        out = x.new_zeros(x.shape[0], channels, *x.shape[2:])
-        keep = torch.nonzero(fg.flatten(1).any(1)).flatten()
-        device = _network_device(network, x.device)
-        start = 0
-        with tqdm(total=len(keep), desc="DISYRE slices", unit="slice", disable=not self.progress) as bar:
-            while start < len(keep):
-                idx = keep[start : start + self.current_slice_batch_size]
-                try:
-                    scored = self._score_batch(x[idx].to(device), fg[idx].to(device), network, divisor)
-                except Exception as e:
-                    if not is_out_of_memory(e):
-                        raise
-                    self._shrink_after_oom(e, tuple(x.shape[2:]))
-                    continue
-                out[idx] = scored.to(out.device)
-                start += len(idx)
-                bar.update(len(idx))
-        return out
-
-    def _shrink_after_oom(self, error: BaseException, slice_shape: tuple[int, ...]) -> None:
-        """Halve the slice batch (then the window batch) after an out-of-memory error, or raise a clear one."""
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        name = type(self).__name__
-        if self.current_slice_batch_size > 1:
-            self.current_slice_batch_size = max(self.current_slice_batch_size // 2, 1)
-            what = f"slice_batch_size {self.current_slice_batch_size}"
-        elif self.roi_size is not None and self.current_sw_batch_size > 1:
-            self.current_sw_batch_size = max(self.current_sw_batch_size // 2, 1)
-            what = f"sw_batch_size {self.current_sw_batch_size}"
-        else:
-            raise MemoryError(
-                f"{name}: out of memory with one slice of shape {slice_shape} per batch"
-                + (f" and one {self.roi_size} window" if self.roi_size else "")
-                + "; use roi_size (sliding windows), a smaller window or a device with more memory. "
-                f"Last error: {str(error).splitlines()[0][:300]}"
-            ) from error
-        logger.warning(f"{name}: out of memory, retrying with {what} ({str(error).splitlines()[0][:200]})")
-
-    def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable, divisor: int) -> torch.Tensor:
-        """Score + restorations ``(N, 1 [+ K*C], H, W)`` of slices ``x`` ``(N, C, H, W)`` with brain ``fg``."""
+    def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
+        """Score + restorations ``(N, 1 + K*C, H, W)`` of slices ``x`` ``(N, C, H, W)`` with brain ``fg``."""
+        divisor = self._divisor(network)  # also checks roi_size against the network's divisor
         if self.roi_size is None:
             h, w = x.shape[2:]
             padded = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))

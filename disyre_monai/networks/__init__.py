@@ -1,5 +1,6 @@
-"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), safe loading
-of its weights, and its ONNX export.
+"""Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), the denoisers
+of the diffusion baselines (cDDPM, pDDPM, DDPM), the VQ-VAE + latent DDPM of the latent-diffusion method (Pinaya
+et al.), safe loading of weights, and the ONNX export.
 
 Deprecated here: ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers` in 0.3.0 (the old name resolves, with
 a ``FutureWarning``, until 0.4.0).
@@ -7,12 +8,16 @@ a ``FutureWarning``, until 0.4.0).
 
 from disyre_monai.utils import moved_names
 
+from .conditioned import CONDITION_MERGES, ConditionedDiffusionUNet, FiLMResnetBlock, ImageConditionedUNet
+from .latent_diffusion import AUTOENCODER_PRESETS, DIFFUSION_PRESETS, LatentDiffusionModel
 from .loading import check_state_dict, load_network_weights
 from .onnx_export import OnnxNetwork, export_onnx, inference_network
 from .restoration import PRESETS, DisyreUNet
 
 __all__ = [
-    "PRESETS", "DisyreUNet", "OnnxNetwork", "check_state_dict", "export_onnx", "inference_network",
+    "AUTOENCODER_PRESETS", "CONDITION_MERGES", "DIFFUSION_PRESETS", "PRESETS", "ConditionedDiffusionUNet",
+    "DisyreUNet", "FiLMResnetBlock", "ImageConditionedUNet", "LatentDiffusionModel", "OnnxNetwork",
+    "check_state_dict", "export_onnx", "inference_network",
     "load_network_weights",
 ]
 

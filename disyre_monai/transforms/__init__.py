@@ -1,5 +1,5 @@
-"""Transforms: input checks, intensity preprocessing, slicing and DISYRE's synthetic-anomaly corruption (array +
-dictionary twins)."""
+"""Transforms: input checks, intensity preprocessing, slicing, DISYRE's synthetic-anomaly corruption (array +
+dictionary twins) and the diffusion baselines' per-sample training draws."""
 
 from .corruption import (
     Corruption,
@@ -8,6 +8,7 @@ from .corruption import (
     RandDisyreCorruptiond,
     RandDisyreCorruptionDict,
 )
+from .diffusion import RandDiffusionDrawD, RandDiffusionDrawd, RandDiffusionDrawDict
 from .intensity import ScaleByPercentile, ScaleByPercentileD, ScaleByPercentiled, ScaleByPercentileDict
 from .intensity_bias import RandIntensityBias, RandIntensityBiasD, RandIntensityBiasd, RandIntensityBiasDict
 from .shapes import RandAnomalyShape, RandAnomalyShapeD, RandAnomalyShaped, RandAnomalyShapeDict
@@ -35,4 +36,5 @@ __all__ = [
     "RandIntensityBias", "RandIntensityBiasd", "RandIntensityBiasD", "RandIntensityBiasDict",
     "ScaleByPercentile", "ScaleByPercentiled", "ScaleByPercentileD", "ScaleByPercentileDict",
     "ValidateImage", "ValidateImaged", "ValidateImageD", "ValidateImageDict",
+    "RandDiffusionDrawd", "RandDiffusionDrawD", "RandDiffusionDrawDict",
 ]

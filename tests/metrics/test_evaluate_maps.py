@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from disyre_monai.metrics.evaluate import evaluate_maps
+from disyre_monai.metrics.evaluate import evaluate_maps, parse_maps
 from tests.helpers import synthetic_brain
 
 
@@ -109,3 +109,70 @@ def test_the_loading_transforms_come_from_the_given_bundle(tmp_path):
         bundle_preprocessing(str(bundle), max_voxel=1)
     with pytest.raises(FileNotFoundError, match="misses configs/inference.json"):
         bundle_preprocessing(str(tmp_path / "maps"))
+
+
+def _two_methods(tmp_path):
+    """Healthy training scans, labelled validation and test scans, maps of a good and of a poor method."""
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    folders = {name: tmp_path / name for name in ("good", "poor")}
+    for folder in folders.values():
+        folder.mkdir()
+    rng = np.random.default_rng(0)
+    split_entries = {"training": [], "validation": [], "test": []}
+    for split, n in (("training", 3), ("validation", 2), ("test", 3)):
+        for i in range(n):
+            name = f"{split}{i}"
+            image = synthetic_brain((28, 30, 16), 10 * len(split) + i)[0]
+            entry = {"image": _write(tmp_path / f"{name}.nii.gz", image, affine)}
+            if split != "training":
+                label = np.zeros(image.shape, np.uint8)
+                label[8 + i:16 + i, 10:18, 5:11] = 1  # large enough to survive behrendt's 5^3 median filter
+                label *= image > 0
+                entry["label"] = _write(tmp_path / f"{name}_seg.nii.gz", label, affine)
+                brain = (image > 0).astype(np.float32)
+                _write(folders["good"] / f"{name}_anomaly_map.nii.gz", 0.8 * label + 0.1 * brain, affine)
+                _write(folders["poor"] / f"{name}_anomaly_map.nii.gz", rng.random(image.shape) * brain, affine)
+            split_entries[split].append(entry)
+    (tmp_path / "datalist.json").write_text(json.dumps(split_entries))
+    return folders
+
+
+def test_several_methods_in_one_report_with_calibrated_thresholds_and_both_baselines(tmp_path):
+    folders = _two_methods(tmp_path)
+    out = tmp_path / "compare"
+    result = evaluate_maps([f"good={folders['good']}", f"poor={folders['poor']}"], str(out),
+                           datalist=str(tmp_path / "datalist.json"), calibration_split="validation",
+                           progress=False)
+    summary = result["summary"]
+    assert list(summary["methods"]) == ["good", "poor", "zscore", "normative"] and summary["num_cases"] == 3
+    assert summary["protocol"] == "exact" and "validation" in summary["threshold_source"]
+    thresholds = json.loads((out / "thresholds.json").read_text())["thresholds"]
+    assert set(thresholds) == {"good", "poor", "zscore", "normative"}
+    good, poor = (summary["methods"][m]["per_volume"]["average_precision"]["mean"] for m in ("good", "poor"))
+    assert good > 0.9 > 0.5 > poor
+    assert summary["methods"]["good"]["pooled"]["dice_at_threshold"] > 0.95, "threshold from the validation maps"
+    assert (out / "pr_curve.png").is_file() and (out / "metrics.json").is_file() and not result["failures"]
+
+
+def test_a_case_missing_in_one_method_is_left_out_for_all(tmp_path):
+    folders = _two_methods(tmp_path)
+    (folders["poor"] / "test1_anomaly_map.nii.gz").unlink()
+    command = [sys.executable, "-m", "disyre_monai.cli", "evaluate", f"good={folders['good']}",
+               f"poor={folders['poor']}", "--datalist", str(tmp_path / "datalist.json"), "--baselines", "False",
+               "--output_dir", str(tmp_path / "cli"), "--progress", "False"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 1 and "1 case(s) failed" in finished.stdout and "test1" in finished.stdout
+    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert metrics["num_cases"] == 2 and list(metrics["methods"]) == ["good", "poor"]
+    assert "protocol exact" in finished.stdout
+
+
+def test_maps_folders_are_checked(tmp_path):
+    folders = _two_methods(tmp_path)
+    with pytest.raises(ValueError, match="name=folder"):
+        parse_maps([str(folders["good"]), str(folders["poor"])])
+    with pytest.raises(ValueError, match="baseline"):
+        parse_maps({"zscore": str(folders["good"])})
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        parse_maps("cddpm=" + str(tmp_path / "nowhere"))
+    assert parse_maps(str(folders["good"]), "cddpm") == {"cddpm": folders["good"]}

@@ -1,0 +1,207 @@
+"""The slice-wise anomaly-map contract shared by every inferer of this package.
+
+:class:`SliceAnomalyInferer` takes a batch of 2D slices or 3D volumes, cuts volumes into 2D slices, skips
+slices without brain, sends the rest through the network a few slices at a time on the network's device
+(halving the batch after an out-of-memory error), puts the slices back together, applies the brain mask and
+returns a float32 map of the input's type (``MetaTensor`` in, ``MetaTensor`` out). A method only says how a
+batch of 2D slices is scored: subclasses implement :meth:`SliceAnomalyInferer._score_batch`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from monai.inferers import Inferer
+from monai.utils import convert_to_dst_type
+from tqdm.auto import tqdm
+
+from disyre_monai.utils import check_int, check_number, source_name
+
+logger = logging.getLogger(__name__)
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA ``OutOfMemoryError``, ``MemoryError`` and allocator ``RuntimeError``s (CPU or GPU)."""
+    oom_type = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(error, (oom_type, torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MESSAGES)
+
+
+def network_device(network: Callable, default: torch.device) -> torch.device:
+    """Device of the network's first parameter (``default`` for parameter-free callables)."""
+    params = getattr(network, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return default
+
+
+class SliceAnomalyInferer(Inferer):
+    """Base of the slice-wise anomaly inferers: ``inferer(inputs, network, mask=None)`` -> anomaly map.
+
+    Volumes are cut into 2D slices along ``slice_axis``; slices with no foreground are skipped (score 0) and
+    the others go to :meth:`_score_batch` ``slice_batch_size`` at a time, moved to the network's device batch
+    by batch (a volume kept on the CPU can be scored on a GPU). When a batch runs out of memory (CUDA
+    ``OutOfMemoryError`` or a CPU allocation failure), the slice batch is halved down to one slice, then
+    :meth:`_shrink_inner_batch` may shrink a subclass's own batch, and the batch is retried with a warning;
+    the smaller sizes are kept for later calls. The map is multiplied by the brain mask.
+
+    Subclasses implement :meth:`_score_batch` and, when they return more than the score, :meth:`_output_channels`.
+    During a call, ``self.slice_index`` holds the positions (among the call's ``N`` slices, volume-major) of the
+    slices of the batch being scored, so that a method can draw per-slice randomness that does not depend on
+    how the slices were batched.
+
+    Args:
+        slice_axis: spatial axis of 3D inputs along which slices are taken (2 = last = axial in RAS).
+        slice_batch_size: slices per forward pass.
+        foreground_threshold: without a mask, voxels above it (in any channel) are brain.
+        return_intermediates: also return the extra channels of :meth:`_score_batch` (e.g. restorations).
+        progress: show a progress bar over slice batches.
+        amp: autocast on CUDA with ``amp_dtype`` in :meth:`autocast` (ignored on CPU).
+        amp_dtype: autocast dtype.
+
+    Call:
+        ``inferer(inputs, network, mask=None)``: ``inputs`` ``(B, C, H, W)`` or ``(B, C, H, W, D)``; ``mask``
+        (optional) ``(B, 1, *spatial)`` brain mask. Returns the float32 map ``(B, 1, *spatial)`` (a
+        ``MetaTensor`` if ``inputs`` is one), or ``(map, extras)`` with extras ``(B, E, *spatial)`` when
+        ``return_intermediates``.
+    """
+
+    progress_desc = "slices"
+
+    def __init__(
+        self,
+        slice_axis: int = 2,
+        slice_batch_size: int = 32,
+        foreground_threshold: float = 0.0,
+        return_intermediates: bool = False,
+        progress: bool = False,
+        amp: bool = True,
+        amp_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.slice_axis = check_int(name, "slice_axis", slice_axis, 0, 2)
+        self.slice_batch_size = check_int(name, "slice_batch_size", slice_batch_size, 1, 1_000_000)
+        self.current_slice_batch_size = self.slice_batch_size
+        self.foreground_threshold = check_number(name, "foreground_threshold", foreground_threshold)
+        self.return_intermediates = bool(return_intermediates)
+        self.progress = bool(progress)
+        self.amp, self.amp_dtype = bool(amp), amp_dtype
+        self.slice_index = torch.zeros(0, dtype=torch.long)
+
+    def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
+        """Score a batch of 2D slices.
+
+        Args:
+            x: ``(N, C, H, W)`` slices on the network's device.
+            fg: ``(N, 1, H, W)`` float brain mask of those slices.
+            network: the network given to ``__call__``.
+
+        Returns:
+            ``(N, self._output_channels(C), H, W)``: channel 0 is the anomaly score, the others are returned as
+            extras when ``return_intermediates``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement _score_batch.")
+
+    def _output_channels(self, in_channels: int) -> int:
+        """Channels :meth:`_score_batch` returns for ``in_channels`` input channels (default: the score only)."""
+        return 1
+
+    def _shrink_inner_batch(self) -> str | None:
+        """After an OOM with one slice per batch: shrink a subclass's own batch and describe it, or None."""
+        return None
+
+    def _oom_advice(self) -> str:
+        """Appended to the out-of-memory error raised when nothing can be shrunk any more."""
+        return "; use a device with more memory."
+
+    def autocast(self, device: torch.device):
+        """Autocast context for a forward pass on ``device`` (bf16 on CUDA when ``amp``; a no-op on CPU)."""
+        return torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp and device.type == "cuda")
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
+        name = f"{type(self).__name__}: {source_name(inputs, 'inputs')}"
+        x = torch.as_tensor(inputs)
+        if x.dtype.is_complex:
+            raise ValueError(f"{name}: complex inputs ({x.dtype}) are not supported.")
+        x = x.float()
+        if x.ndim not in (4, 5):
+            raise ValueError(f"{name}: inputs must be (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}.")
+        if x.numel() == 0:
+            raise ValueError(f"{name}: inputs are empty, shape {tuple(x.shape)}.")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name}: inputs contain {int((~torch.isfinite(x)).sum())} NaN or Inf values.")
+        x = x.as_subclass(torch.Tensor)
+        fg = (x > self.foreground_threshold).any(1, keepdim=True) if mask is None else torch.as_tensor(mask) > 0
+        if fg.shape != (x.shape[0], 1, *x.shape[2:]):
+            raise ValueError(f"{name}: mask must have shape {(x.shape[0], 1, *x.shape[2:])}, got {tuple(fg.shape)}.")
+        fg = fg.as_subclass(torch.Tensor).to(x.device)
+        expected = getattr(getattr(network, "module", network), "in_channels", None)
+        if isinstance(expected, int) and expected != x.shape[1]:
+            raise ValueError(f"{name}: inputs have {x.shape[1]} channel(s), the network expects {expected}.")
+        slices, slice_fg = self._to_slices(x), self._to_slices(fg.float())
+        out = self._score_slices(slices, slice_fg, network)
+        out = self._from_slices(out, x)
+        score = out[:, :1] * fg
+        score = convert_to_dst_type(score, inputs, dtype=torch.float32)[0]
+        return (score, out[:, 1:]) if self.return_intermediates else score
+
+    def _to_slices(self, t: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` stays; ``(B, C, *3D)`` -> ``(B * S, C, *2D)`` slices along ``slice_axis``."""
+        if t.ndim == 4:
+            return t
+        t = t.movedim(2 + self.slice_axis, 1)
+        return t.reshape(-1, *t.shape[2:])
+
+    def _from_slices(self, s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_to_slices` for an output ``s`` ``(N, K, *2D)``."""
+        if like.ndim == 4:
+            return s
+        num = like.shape[2 + self.slice_axis]
+        return s.reshape(like.shape[0], num, *s.shape[1:]).movedim(1, 2 + self.slice_axis)
+
+    def _score_slices(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
+        """Score ``x`` ``(N, C, H, W)``; returns ``(N, channels, H, W)``, zeros for slices without brain."""
+        channels = self._output_channels(x.shape[1]) if self.return_intermediates else 1
+        out = x.new_zeros(x.shape[0], channels, *x.shape[2:])
+        keep = torch.nonzero(fg.flatten(1).any(1)).flatten()
+        device = network_device(network, x.device)
+        start = 0
+        with tqdm(total=len(keep), desc=self.progress_desc, unit="slice", disable=not self.progress) as bar:
+            while start < len(keep):
+                idx = keep[start : start + self.current_slice_batch_size]
+                self.slice_index = idx
+                try:
+                    scored = self._score_batch(x[idx].to(device), fg[idx].to(device), network)
+                except Exception as e:
+                    if not is_out_of_memory(e):
+                        raise
+                    self._shrink_after_oom(e, tuple(x.shape[2:]))
+                    continue
+                out[idx] = scored[:, :channels].to(out.device)
+                start += len(idx)
+                bar.update(len(idx))
+        return out
+
+    def _shrink_after_oom(self, error: BaseException, slice_shape: tuple[int, ...]) -> None:
+        """Halve the slice batch (then a subclass's inner batch) after an out-of-memory error, or raise a clear one."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        name = type(self).__name__
+        if self.current_slice_batch_size > 1:
+            self.current_slice_batch_size = max(self.current_slice_batch_size // 2, 1)
+            what = f"slice_batch_size {self.current_slice_batch_size}"
+        else:
+            what = self._shrink_inner_batch()
+        if what is None:
+            raise MemoryError(
+                f"{name}: out of memory with one slice of shape {slice_shape} per batch{self._oom_advice()} "
+                f"Last error: {str(error).splitlines()[0][:300]}"
+            ) from error
+        logger.warning(f"{name}: out of memory, retrying with {what} ({str(error).splitlines()[0][:200]})")

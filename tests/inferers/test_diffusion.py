@@ -1,0 +1,151 @@
+"""Anomaly maps of the diffusion baselines (cDDPM, pDDPM, DDPM) on the shared slice-wise contract."""
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.networks.nets import resnet10
+
+from disyre_monai.inferers import CDDPMInferer, DDPMInferer, DiffusionReconstructionInferer, PDDPMInferer
+from disyre_monai.networks import ConditionedDiffusionUNet, ImageConditionedUNet
+from tests.helpers import synthetic_brain
+
+TINY = dict(channels=(4, 8, 8), num_res_blocks=1, norm_num_groups=4, num_head_channels=8)
+INFERERS = [CDDPMInferer, PDDPMInferer, DDPMInferer]
+SHAPES = [(2, 1, 24, 20), (1, 1, 20, 18, 4), (2, 2, 16, 14, 3)]
+
+
+def _brain(shape):
+    b, c, *spatial = shape
+    return torch.from_numpy(np.stack([np.concatenate([synthetic_brain(spatial, s)] * c) for s in range(b)]))
+
+
+def _network(inferer_class, in_channels=1):
+    """A small real network of the method (weights woken up so that noise and condition matter)."""
+    torch.manual_seed(0)
+    unet = ConditionedDiffusionUNet(in_channels=in_channels, out_channels=in_channels,
+                                    condition_dim=8 if inferer_class is CDDPMInferer else None, **TINY)
+    for name, p in unet.named_parameters():
+        if "conv2" in name or name.startswith("out."):
+            torch.nn.init.normal_(p, std=0.05)
+    if inferer_class is CDDPMInferer:
+        encoder = resnet10(spatial_dims=2, n_input_channels=in_channels, num_classes=8, conv1_t_stride=2,
+                           widen_factor=0.125)
+        return ImageConditionedUNet(unet, encoder).eval()
+    return unet.eval()
+
+
+class Oracle(torch.nn.Module):
+    """A perfect denoiser: returns the true clean slice in [-1, 1] (looked up through the inferer's slice index)."""
+
+    def __init__(self, inferer, clean_slices):
+        super().__init__()
+        self.inferer, self.clean = inferer, 2.0 * clean_slices - 1.0
+        self.calls = []
+
+    def forward(self, x_t, timesteps, image=None):
+        self.calls.append((x_t.clone(), timesteps.clone(), None if image is None else image.clone()))
+        return self.clean[self.inferer.slice_index]
+
+
+def _slices(x):
+    return x if x.ndim == 4 else x.movedim(-1, 1).reshape(-1, x.shape[1], *x.shape[2:4])
+
+
+@pytest.mark.parametrize("inferer_class", INFERERS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_shapes_seeding_and_batching(inferer_class, shape):
+    x = _brain(shape)
+    net = _network(inferer_class, shape[1])
+    amap = inferer_class(seed=3)(x, net)
+    assert amap.shape == (shape[0], 1, *shape[2:]) and amap.dtype == torch.float32 and torch.isfinite(amap).all()
+    assert torch.equal(amap, inferer_class(seed=3)(x, net)), "same seed, same map"
+    assert not torch.allclose(amap, inferer_class(seed=4)(x, net)), "another seed draws other noise"
+    one_by_one = inferer_class(seed=3, slice_batch_size=1)(x, net)
+    assert torch.allclose(amap, one_by_one, atol=1e-5), "the map must not depend on the batching"
+    assert amap[x.sum(1, keepdim=True) == 0].abs().max() == 0, "zero outside the brain"
+
+
+@pytest.mark.parametrize("inferer_class", INFERERS)
+@pytest.mark.parametrize("shape", SHAPES[:2])
+def test_perfect_reconstruction_gives_an_all_zero_map(inferer_class, shape):
+    x = _brain(shape)
+    inferer = inferer_class(size_divisor=1)
+    oracle = Oracle(inferer, _slices(x))
+    assert inferer(x, oracle).abs().max() < 1e-6, "zero up to float rounding of the [0, 1] <-> [-1, 1] mapping"
+    assert oracle.calls, "the network was called"
+
+
+def test_cddpm_ensembles_three_noise_levels_with_the_clean_input_as_condition():
+    x = _brain((1, 1, 24, 20))
+    inferer = CDDPMInferer(size_divisor=1)
+    oracle = Oracle(inferer, x)
+    inferer(x, oracle)
+    assert [int(t[0]) for _, t, _ in oracle.calls] == [249, 499, 749]
+    assert all(torch.equal(image, x) for _, _, image in oracle.calls), "the encoder sees the clean slice in [0, 1]"
+    noised = [x_t for x_t, _, _ in oracle.calls]
+    assert not torch.allclose(noised[0], noised[2]), "a new noise field per timestep"
+
+
+def test_pddpm_noises_one_grid_cell_per_pass_and_stitches_four():
+    x = _brain((1, 1, 24, 20))
+    inferer = PDDPMInferer(size_divisor=1)
+    oracle = Oracle(inferer, x)
+    inferer(x, oracle)
+    assert len(oracle.calls) == 4 and all(int(t[0]) == 499 for _, t, _ in oracle.calls)
+    clean = 2 * x - 1
+    cells = [(slice(0, 12), slice(0, 10)), (slice(0, 12), slice(10, 20)), (slice(12, 24), slice(0, 10)),
+             (slice(12, 24), slice(10, 20))]
+    for (x_t, _, _), (rows, cols) in zip(oracle.calls, cells):
+        changed = (x_t != clean)[0, 0]
+        assert changed[rows, cols].float().mean() > 0.9 and changed.sum() == changed[rows, cols].sum()
+    noise_per_pass = [((x_t - clean)[0, 0][r, c]) for (x_t, _, _), (r, c) in zip(oracle.calls, cells)]
+    assert all(n.abs().sum() > 0 for n in noise_per_pass)
+
+
+def test_pddpm_map_comes_from_the_cell_predictions():
+    x = _brain((1, 1, 16, 16))
+
+    def half_wrong(x_t, timesteps):  # right reconstruction everywhere but in the top-left cell
+        out = 2 * x.expand_as(x_t) - 1
+        return torch.where(torch.arange(16)[:, None] < 8, out - 0.5 * (torch.arange(16) < 8), out)
+
+    amap = PDDPMInferer(size_divisor=1)(x, half_wrong)[0, 0]
+    brain = x[0, 0] > 0
+    assert torch.allclose(amap[:8, :8][brain[:8, :8]], torch.tensor(0.25)), "|x - (pred + 1) / 2| = 0.5 / 2"
+    assert amap[8:].abs().max() < 1e-6 and amap[:, 8:].abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "simplex"])
+def test_ddpm_noise_types(noise):
+    x = _brain((1, 1, 32, 32))
+    inferer = DDPMInferer(noise=noise, size_divisor=1)
+    oracle = Oracle(inferer, x)
+    inferer(x, oracle)
+    x_t, t, _ = oracle.calls[0]
+    abar = inferer.scheduler.alphas_cumprod[t[0]]
+    residual = ((x_t - abar.sqrt() * (2 * x - 1)) / (1 - abar).sqrt())[0, 0]  # the noise that was added
+    lag1 = float(torch.corrcoef(torch.stack([residual[:, :-1].flatten(), residual[:, 1:].flatten()]))[0, 1])
+    assert (lag1 > 0.9) if noise == "simplex" else (lag1 < 0.9), "simplex noise is smooth, Gaussian is not"
+
+
+def test_metatensor_mask_and_reconstruction():
+    x = MetaTensor(_brain((1, 1, 16, 16, 3)), affine=torch.diag(torch.tensor([2.0, 2, 3, 1])))
+    mask = torch.zeros(1, 1, 16, 16, 3)
+    mask[..., 4:12, 4:12, :] = 1
+    amap, reco = DDPMInferer(return_intermediates=True)(x, _network(DDPMInferer), mask=mask)
+    assert isinstance(amap, MetaTensor) and amap.affine[2, 2] == 3
+    assert amap[mask == 0].abs().max() == 0 and amap[mask > 0].max() > 0
+    assert reco.shape == (1, 1, 16, 16, 3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(timesteps=(1000,)), "timesteps"),
+    (dict(timesteps=()), "at least one"),
+    (dict(patch_grid=(2,)), "patch_grid"),
+    (dict(noise="uniform"), "uniform"),
+    (dict(size_divisor=0), "size_divisor"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DiffusionReconstructionInferer(**kwargs)
