@@ -37,6 +37,7 @@ from disyre_monai.engines import FailureReport, failure_record
 from disyre_monai.io import atomic_write_json
 from disyre_monai.preprocess.case import ROLES, preprocess_case
 from disyre_monai.preprocess.settings import PreprocessSettings
+from disyre_monai.preprocess.volumes import image_stem
 from disyre_monai.utils import check_int
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def _safe_name(name: str) -> str:
 
 
 def _image_stem(entry: dict) -> str:
-    return re.sub(r"\.(nii\.gz|nii|nrrd|mha|mhd)$", "", Path(str(entry["image"])).name, flags=re.IGNORECASE)
+    return image_stem(str(entry["image"]))
 
 
 def output_names(entries: list[dict]) -> list[str]:
