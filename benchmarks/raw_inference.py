@@ -10,6 +10,8 @@ and the registration error (mm, at the brain's corners). Target (issue 12): tota
     python benchmarks/raw_inference.py                   # 1 mm case, ROBEX
     python benchmarks/raw_inference.py --variant thick   # 0.9 x 0.9 x 5 mm
     python benchmarks/raw_inference.py --threads 2       # torch/ITK threads (default: all cores)
+    python benchmarks/raw_inference.py --head /usr/share/mricron/templates/ch2.nii.gz \
+        --brain_mask /usr/share/mricron/templates/ch2bet.nii.gz   # Colin27's true 1 mm head (mricron-data)
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def main() -> None:
     parser.add_argument("--skull_strip", default="robex", help="auto, robex, hdbet, mask (the known mask), none")
     parser.add_argument("--threads", type=int, default=None, help="torch and SimpleITK threads (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the raw case")
+    parser.add_argument("--head", default=None, help="another full-head scan, e.g. Colin27's 1 mm ch2.nii.gz")
+    parser.add_argument("--brain_mask", default=None, help="brain mask of --head (e.g. ch2bet.nii.gz)")
     args = parser.parse_args()
 
     from disyre_monai.data.raw_case import build_raw_case
@@ -65,7 +69,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPU cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
           f"(1/5/15 min); torch threads {torch.get_num_threads()}")
     folder = Path(tempfile.mkdtemp(prefix="disyre-raw-bench-"))
-    case = build_raw_case(folder, args.variant, seed=args.seed)
+    case = build_raw_case(folder, args.variant, seed=args.seed, head_file=args.head, mask_file=args.brain_mask)
     print(f"raw case: {case['variant']}, {case['orientation']}, shape {case['shape']}, spacing {case['spacing']} mm, "
           f"rotation {case['transform']['rotation_deg']:.1f} deg, shift "
           f"{np.linalg.norm(case['transform']['shift_mm']):.1f} mm")

