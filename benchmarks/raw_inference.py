@@ -111,7 +111,8 @@ def main() -> None:
     stripped = apply_brain_mask(volumes["image"], brain)
     template = load_template(settings.template, settings.template_mask)
     transform = timed("registration", register_affine, stripped, template, settings.seed,
-                      settings.registration_iterations, settings.registration_sampling)
+                      settings.registration_iterations, settings.registration_sampling, "moments",
+                      settings.registration_mask_erosion_mm)
     model_to_input = transform_matrix(transform)
     on_model = timed("registration", lambda: {
         "image": resample_onto(stripped, template.shape[1:], affine_of(template), model_to_input, "image"),

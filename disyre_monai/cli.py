@@ -16,6 +16,7 @@ COMMANDS = {
     "evaluate": "disyre_monai.metrics.evaluate:evaluate_command",
     "label": "disyre_monai.apps.monailabel.server:start_server",
     "validate": "disyre_monai.data.validation:validate_dataset",
+    "bundle": "disyre_monai.bundle_files:copy_bundle",
 }
 
 

@@ -182,7 +182,8 @@ def preprocess_volumes(volumes: dict[str, MetaTensor], settings: PreprocessSetti
     if settings.template is not None:
         template = load_template(settings.template, settings.template_mask)
         transform = register_affine(
-            volumes["image"], template, settings.seed, settings.registration_iterations, settings.registration_sampling
+            volumes["image"], template, settings.seed, settings.registration_iterations,
+            settings.registration_sampling, mask_erosion_mm=settings.registration_mask_erosion_mm,
         )
         model_to_input = transform_matrix(transform)
         volumes = {

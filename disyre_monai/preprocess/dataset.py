@@ -285,8 +285,9 @@ def preprocess_dataset(
         options: step parameters by name, each with its default and meaning in ``PreprocessSettings``:
             ``spacing`` (mm; default 1 mm), ``skull_strip`` ("auto", "mask", "robex", "hdbet", "none"), ``n4``,
             ``n4_shrink_factor``, ``n4_iterations``, ``template`` ("mni152_2009a" or a path), ``template_mask``,
-            ``registration_iterations``, ``registration_sampling``, ``spatial_size`` ("auto", 3 voxel counts or
-            None), ``center`` ("auto", "brain", "grid"), ``seed``. Not allowed together with ``settings``.
+            ``registration_iterations``, ``registration_sampling``, ``registration_mask_erosion_mm``,
+            ``spatial_size`` ("auto", 3 voxel counts or None), ``center`` ("auto", "brain", "grid"), ``seed``.
+            Not allowed together with ``settings``.
 
     Returns:
         ``{"done": n, "skipped": n, "failed": n, "datalist": path, "failures": path, "warnings": [...]}``.

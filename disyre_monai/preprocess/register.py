@@ -21,12 +21,15 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import SpatialResample
+from scipy import ndimage as ndi
 
+from disyre_monai.preprocess.settings import PreprocessSettings
 from disyre_monai.preprocess.sitk_bridge import RAS_TO_LPS, array_to_sitk, require_sitk
 from disyre_monai.preprocess.volumes import affine_of, spatial_array, with_array
 from disyre_monai.utils import check_int, check_number
 
 INITIALISATIONS = ("moments", "geometry")
+_DEFAULTS = PreprocessSettings()  # the step's defaults are the settings' defaults
 #: volume role -> interpolation of :func:`resample_onto`.
 RESAMPLE_MODES = {"image": "bilinear", "map": "bilinear", "mask": "nearest", "label": "nearest"}
 
@@ -101,10 +104,11 @@ def resample_onto(
 def register_affine(
     image: MetaTensor,
     template: MetaTensor,
-    seed: int = 0,
-    iterations: int = 200,
-    sampling_fraction: float = 0.2,
+    seed: int = _DEFAULTS.seed,
+    iterations: int = _DEFAULTS.registration_iterations,
+    sampling_fraction: float = _DEFAULTS.registration_sampling,
     initialisation: str = "moments",
+    mask_erosion_mm: float = _DEFAULTS.registration_mask_erosion_mm,
 ):
     """Fit the affine transform that aligns ``image`` to ``template``.
 
@@ -116,6 +120,10 @@ def register_affine(
         sampling_fraction: fraction of template voxels sampled by the metric, in (0, 1].
         initialisation: ``"moments"`` (align the intensity centres of mass) or ``"geometry"`` (align the
             centres of the two fields of view).
+        mask_erosion_mm: the metric samples only template voxels deeper than this inside the template's brain
+            (``template > 0``); 0 samples the whole template. The brain's outline is where skull stripping tools
+            disagree most; fitted to the interior, the registration follows the anatomy instead (measured on the
+            raw demo case with ROBEX's mask: 0.66 mm mean error at the brain's corners with 4 mm, 1.2 mm without).
 
     Returns:
         a ``SimpleITK.Transform`` mapping template (LPS) points to image (LPS) points, as ITK resampling
@@ -127,6 +135,7 @@ def register_affine(
     sampling_fraction = check_number("register_affine", "sampling_fraction", sampling_fraction, 1e-4, 1.0)
     if initialisation not in INITIALISATIONS:
         raise ValueError(f"register_affine: initialisation must be one of {INITIALISATIONS}, got {initialisation!r}.")
+    mask_erosion_mm = check_number("register_affine", "mask_erosion_mm", mask_erosion_mm, 0.0, 100.0)
     fixed = array_to_sitk(spatial_array(template), affine_of(template))
     moving = array_to_sitk(spatial_array(image), affine_of(image))
     mode = sitk.CenteredTransformInitializerFilter
@@ -137,6 +146,14 @@ def register_affine(
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(sampling_fraction, seed)
+    if mask_erosion_mm > 0:
+        brain = spatial_array(template) > 0
+        deep = ndi.distance_transform_edt(brain, sampling=np.linalg.norm(affine_of(template)[:3, :3], axis=0))
+        if not (deep > mask_erosion_mm).any():
+            raise ValueError(f"register_affine: no template voxel lies deeper than mask_erosion_mm={mask_erosion_mm} "
+                             "inside the template's brain; lower it.")
+        sampled = array_to_sitk((deep > mask_erosion_mm).astype(np.float32), affine_of(template))
+        method.SetMetricFixedMask(sitk.Cast(sampled, sitk.sitkUInt8))
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0, minStep=1e-3, numberOfIterations=iterations, relaxationFactor=0.5

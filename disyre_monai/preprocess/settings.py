@@ -41,8 +41,10 @@ class PreprocessSettings:
             and ``n4_iterations`` (maximum iterations per fitting level) are its settings.
         template: template name (see ``templates.NAMED_TEMPLATES``) or image path for affine registration, or
             None for no registration; ``template_mask`` its optional brain mask; ``registration_iterations``
-            (per resolution level) and ``registration_sampling`` (fraction of template voxels the metric
-            samples, in (0, 1]) the optimiser's settings.
+            (per resolution level), ``registration_sampling`` (fraction of template voxels the metric samples,
+            in (0, 1]) and ``registration_mask_erosion_mm`` (the metric samples the template's brain only deeper
+            than this, so the fit follows the anatomy rather than the skull-stripped outline; 0: everywhere) the
+            registration's settings.
         spatial_size: output grid size in voxels, "auto" (the template's grid when registering, else
             ``DEFAULT_SPATIAL_SIZE``) or None to keep each case's own size.
         center: where a crop/pad window is centred: "brain" (brain bounding box), "grid" (grid centre) or
@@ -62,6 +64,7 @@ class PreprocessSettings:
     template_mask: str | None = None
     registration_iterations: int = 200
     registration_sampling: float = 0.2
+    registration_mask_erosion_mm: float = 4.0
     spatial_size: tuple[int, int, int] | str | None = AUTO
     center: str = AUTO
     seed: int = 0
@@ -80,6 +83,8 @@ class PreprocessSettings:
                                                  1, 100_000),
             "registration_sampling": check_number(owner, "registration_sampling", self.registration_sampling,
                                                   1e-4, 1.0),
+            "registration_mask_erosion_mm": check_number(owner, "registration_mask_erosion_mm",
+                                                         self.registration_mask_erosion_mm, 0.0, 100.0),
             "center": _choice(owner, "center", self.center, (AUTO, *CENTERS)),
             "seed": check_int(owner, "seed", self.seed, 0, 2**31 - 1),
         }
