@@ -11,7 +11,13 @@ from .reorient import reorient_to_ras
 from .resample import resample_to_spacing
 from .settings import PreprocessSettings
 from .skull_strip import apply_brain_mask, hdbet_brain_mask, robex_brain_mask, skull_presence, threshold_brain_mask
-from .space import ModelSpace, load_model_space, model_space_from_training_data, write_model_space
+from .space import (
+    ModelSpace,
+    load_model_space,
+    model_space_from_datalist,
+    model_space_from_training_data,
+    write_model_space,
+)
 from .templates import NAMED_TEMPLATES, load_template, template_path
 from .volumes import load_volume, save_volume
 
@@ -21,6 +27,7 @@ __all__ = [
     "SaveSpaceRecordd",
     "ToModelSpaced",
     "load_model_space",
+    "model_space_from_datalist",
     "model_space_from_training_data",
     "to_input_grid",
     "write_model_space",

@@ -285,15 +285,61 @@ def model_space_from_training_data(
     )
 
 
+#: the template of the embedded demo data: the MNI152NLin6Asym brain on the demo grid (the bundle ships a copy as
+#: ``models/template_brain.nii.gz``).
+DEMO_TEMPLATE = "images/mni152_nlin6asym_t1.nii.gz"
+
+
+def model_space_from_datalist(
+    dataset_dir: str | None = None,
+    datalist: str | None = None,
+    split: str = "training",
+    template: str | None = None,
+    template_mask: str | None = None,
+    **card_options,
+) -> ModelSpace:
+    """The card of a model trained on a split of a datalist (what the bundle's training writes).
+
+    Args:
+        dataset_dir, datalist, split: the training data, as the bundle's ``load_datalist`` reads them (both None:
+            the embedded demo data).
+        template, template_mask: the template the images were registered to; None: the one ``disyre-monai
+            preprocess`` recorded in the datalist's ``metadata``, or the demo template for the demo data.
+        card_options: ``modality``, ``percentile``, ``within_mask``, ``skull_stripped`` (see
+            :func:`model_space_from_training_data`).
+    """
+    from disyre_monai.data.datalist import load_datalist
+
+    entries = [e for e in load_datalist(dataset_dir, datalist, split, missing="keep") if Path(e["image"]).is_file()]
+    if template is None and datalist is not None:
+        recorded = json.loads(Path(datalist).read_text(encoding="utf-8")).get("metadata", {})
+        parameters = recorded.get("preprocessing", {}).get("parameters", {}) if isinstance(recorded, dict) else {}
+        template, template_mask = parameters.get("template"), parameters.get("template_mask")
+    elif template is None and dataset_dir is None:
+        from disyre_monai.data.demo import demo_root
+
+        template = str(demo_root() / DEMO_TEMPLATE)
+    return model_space_from_training_data(entries, template, template_mask, **card_options)
+
+
 def write_model_space(card: ModelSpace, output_dir: str | os.PathLike) -> Path:
     """Write ``card`` as ``<output_dir>/models/model_space.json`` (atomically), next to the weights training saves
-    there; a template path inside ``output_dir`` is stored relative to it."""
-    from disyre_monai.io import atomic_write_json
+    there, with a copy of its template file (``models/template.nii.gz``, ``models/template_mask.nii.gz``), so that
+    the run folder carries everything inference needs; named templates stay names."""
+    import shutil
+
+    from disyre_monai.io import atomic_write, atomic_write_json
 
     content = card.as_dict()
-    output_dir = Path(output_dir).resolve()
+    models = Path(output_dir) / "models"
     for key in ("template", "template_mask"):
-        value = content[key]
-        if value and value not in NAMED_TEMPLATES and Path(value).resolve().is_relative_to(output_dir):
-            content[key] = str(Path(value).resolve().relative_to(output_dir))
-    return atomic_write_json(output_dir / "models" / CARD_FILE, content)
+        value = card.template_file if key == "template" else card._resolve(card.template_mask)
+        if value and value not in NAMED_TEMPLATES:
+            source = Path(value)
+            suffix = ".nii.gz" if source.name.lower().endswith(".nii.gz") else source.suffix
+            target = models / f"{key}{suffix}"
+            if source.resolve() != target.resolve():
+                with open(source, "rb") as f:
+                    atomic_write(target, lambda out, f=f: shutil.copyfileobj(f, out))
+            content[key] = f"models/{target.name}"
+    return atomic_write_json(models / CARD_FILE, content)

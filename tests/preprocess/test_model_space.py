@@ -3,6 +3,8 @@ preprocessing record and the way back onto the input's own grid."""
 
 import json
 import logging
+from dataclasses import replace
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -18,6 +20,7 @@ from disyre_monai.preprocess import (
     SaveSpaceRecordd,
     ToModelSpaced,
     load_model_space,
+    model_space_from_datalist,
     model_space_from_training_data,
     write_model_space,
 )
@@ -72,12 +75,27 @@ def test_training_writes_the_card_it_reads_back(tmp_path, demo_card):
     metadata = tmp_path / "bundle" / "configs" / "metadata.json"
     metadata.parent.mkdir(parents=True)
     metadata.write_text(json.dumps({"model_space": {**demo_card.as_dict(), "spacing": [1.0, 1.0, 1.0]}}))
-    assert load_model_space(model, metadata) == demo_card  # the card next to the weights wins
+    loaded = load_model_space(model, metadata)  # the card next to the weights wins, with its own template copy
+    assert loaded.template == "models/template.nii.gz" and loaded == replace(demo_card, template=loaded.template)
+    assert Path(loaded.template_file).read_bytes() == Path(demo_card.template).read_bytes()
     assert load_model_space(tmp_path / "other" / "model.pt", metadata).spacing == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match=r"unknown model space key\(s\) \['spcing'\]"):
         ModelSpace.from_dict({"spcing": [1, 1, 1]})
     bundle_card = ModelSpace.from_dict({**demo_card.as_dict(), "template": "models/t.nii.gz"}, root=tmp_path)
     assert bundle_card.template_file == str(tmp_path / "models" / "t.nii.gz")
+
+
+def test_the_card_of_a_datalist_takes_the_template_preprocessing_recorded(tmp_path, demo_card):
+    image, mask, _ = synthetic_head()
+    write_nifti(tmp_path / "a.nii.gz", image)
+    listing = tmp_path / "data.json"
+    listing.write_text(json.dumps({"training": [{"image": "a.nii.gz"}], "metadata": {"preprocessing": {
+        "parameters": {"template": "mni152_2009a", "template_mask": None}}}}))
+    card = model_space_from_datalist(datalist=str(listing), modality="T2", percentile=99.0)
+    assert (card.template, card.modality, card.intensity["percentile"]) == ("mni152_2009a", "T2", 99.0)
+    assert card.spatial_shape == (24, 20, 18)
+    demo = model_space_from_datalist()  # the embedded demo data: the bundle's template
+    assert demo == demo_card and Path(demo.template).name == "mni152_nlin6asym_t1.nii.gz"
 
 
 def test_training_images_on_different_grids_give_no_grid(tmp_path):
