@@ -1,12 +1,15 @@
 """DISYRE unsupervised anomaly detection for brain MRI, as MONAI components.
 
-Stages: ``transforms`` (preprocessing and synthetic-anomaly corruption), ``schedulers`` (severity <->
-timestep), ``networks`` (the restoration U-Net), ``inferers`` (anomaly maps), ``engines`` (training
-handlers), ``metrics`` (evaluation), ``visualize`` (figures), ``data`` (datalists and demo data).
+Stages: ``transforms`` (input checks, preprocessing and synthetic-anomaly corruption), ``schedulers`` (severity
+<-> timestep), ``networks`` (the restoration U-Net), ``inferers`` (anomaly maps), ``data`` (datalists, datasets,
+the training stream, demo data), ``handlers`` (ignite handlers: checkpoints, reports, calibration), ``engines``
+(the prepare-batch and guarded evaluator around MONAI's engines), ``metrics`` (evaluation), ``visualize``
+(figures); ``failures`` (per-case failure reports), ``io`` (atomic files), ``config`` (functions the bundle
+configs call).
 """
 
-__version__ = "0.2.0"
+from . import data, engines, handlers, inferers, metrics, networks, schedulers, transforms, visualize  # noqa: E402
+from ._version import __version__
 
-from . import data, engines, inferers, metrics, networks, schedulers, transforms, visualize  # noqa: E402
-
-__all__ = ["data", "engines", "inferers", "metrics", "networks", "schedulers", "transforms", "visualize"]
+__all__ = ["__version__", "data", "engines", "handlers", "inferers", "metrics", "networks", "schedulers",
+           "transforms", "visualize"]

@@ -1,4 +1,5 @@
-"""Atomic file writing: every output goes to a temporary file in its folder, then is renamed into place.
+"""Files: the image formats read (:data:`IMAGE_SUFFIXES`), and atomic writing: every output goes to a temporary
+file in its folder, then is renamed into place.
 
 A reader, or a crash (even ``SIGKILL``) at any moment, sees either the previous file or the complete new one,
 never a torn file. Temporary files are hidden (``.<name>.<random>.tmp[<suffix>]``); a killed writer can leave
@@ -18,6 +19,8 @@ from typing import IO, Any
 
 from monai.data import NibabelWriter
 
+#: File-name endings of the image formats read (NIfTI, NRRD, MetaImage), lower case.
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 #: Names of the temporary files written here (``mkstemp`` adds 8 random characters).
 TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9.]+)?$")
 _COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz")

@@ -2,12 +2,15 @@
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
 from disyre_monai.data.demo import demo_datalist
 from disyre_monai.inferers import DisyreInferer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.transforms import RandDisyreCorruption
+
+pytestmark = pytest.mark.slow
 
 
 def _real_slices(entries, per_volume=6):

@@ -1,9 +1,16 @@
-"""Data: datalists, dataset adapters, datasets, the embedded demo data and its lesion simulator."""
+"""Data: datalists, dataset adapters, datasets (guarded, fixed-sample) and the training stream, the embedded demo
+data and its lesion simulator."""
 
 from .adapters import write_datalist
-from .datalist import load_datalist
+from .datalist import calibration_cases, load_datalist, optional_datalist
 from .demo import demo_datalist, demo_root
 from .fixed import FixedSampleDataset
+from .guarded import GuardedCacheDataset, GuardedDataset, guarded_collate, is_failure
 from .lesions import simulate_lesion
+from .stream import ResumableSampleStream, sample_seed
 
-__all__ = ["FixedSampleDataset", "demo_datalist", "demo_root", "load_datalist", "simulate_lesion", "write_datalist"]
+__all__ = [
+    "FixedSampleDataset", "GuardedCacheDataset", "GuardedDataset", "ResumableSampleStream", "calibration_cases",
+    "demo_datalist", "demo_root", "guarded_collate", "is_failure", "load_datalist", "optional_datalist",
+    "sample_seed", "simulate_lesion", "write_datalist",
+]

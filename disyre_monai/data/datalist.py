@@ -4,55 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import warnings
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
-PATH_KEYS = ("image", "mask", "label")
+from disyre_monai.data.demo import demo_datalist
+from disyre_monai.data.paths import PATH_KEYS, resolve_paths
+from disyre_monai.io import IMAGE_SUFFIXES
 
-
-def resolve_paths(entries: list[dict], root: Path, within_root: bool = False) -> tuple[list[dict], list[str]]:
-    """Copies of ``entries`` with their file paths (``PATH_KEYS``) made absolute against ``root``.
-
-    Args:
-        entries: datalist entries (dictionaries).
-        root: folder that relative paths start from.
-        within_root: every path must stay inside ``root`` (checked on the normalised path, before symbolic
-            links are followed, so links the dataset's owner made inside the root still work).
-
-    Returns:
-        the resolved entries, and ``"<path> (<key>)"`` for every file that does not exist.
-
-    Raises:
-        ValueError: an entry that is not a dictionary, a path that is not a non-empty string, or (with
-            ``within_root``) paths that leave ``root`` (``..`` or absolute paths elsewhere), all listed.
-    """
-    base = Path(os.path.abspath(root))
-    resolved, missing, outside = [], [], []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise ValueError(f"resolve_paths: datalist entries must be dictionaries, got {entry!r}.")
-        entry = dict(entry)
-        for key in PATH_KEYS:
-            if key in entry:
-                value = entry[key]
-                if not isinstance(value, (str, os.PathLike)) or not str(value):
-                    raise ValueError(f"resolve_paths: {key!r} must be a file path, got {value!r} in {entry}.")
-                lexical = Path(os.path.normpath(base / value))
-                if within_root and not lexical.is_relative_to(base):
-                    outside.append(f"{value} ({key})")
-                path = lexical.resolve()
-                entry[key] = str(path)
-                if not path.is_file():
-                    missing.append(f"{path} ({key})")
-        resolved.append(entry)
-    if outside:
-        raise ValueError(
-            f"resolve_paths: {len(outside)} path(s) leave the dataset root {base}: " + "; ".join(outside[:20])
-            + ". Datalist paths must stay inside dataset_dir (or leave dataset_dir out to resolve them against "
-            "the datalist's own folder)."
-        )
-    return resolved, missing
+__all__ = ["IMAGE_SUFFIXES", "PATH_KEYS", "calibration_cases", "load_datalist", "missing_split_reason",
+           "optional_datalist", "resolve_paths"]
 
 
 def missing_split_reason(dataset_dir: str | None, datalist: str | None, split: str) -> str | None:
@@ -91,8 +51,6 @@ def load_datalist(
         ValueError: when the split is absent or empty, the folder holds no image, or paths leave ``dataset_dir``.
     """
     if dataset_dir is None and datalist is None:
-        from disyre_monai.data.demo import demo_datalist
-
         entries = demo_datalist().get(split)
         if not entries:
             raise ValueError(f"load_datalist: the demo data has no {split!r} split.")
@@ -127,3 +85,30 @@ def load_datalist(
             raise FileNotFoundError(text)
         logging.getLogger(__name__).warning(text + " (kept: each such case will be reported as failed)")
     return resolved
+
+
+def optional_datalist(dataset_dir: str | None, datalist: str | None, split: str = "test") -> list[dict]:
+    """:func:`load_datalist` (``missing="keep"``) of an optional datalist: ``[]`` when ``datalist`` is None.
+
+    For datalists that switch a feature on (e.g. the training config's ``lesion_datalist``), where None means
+    "none" rather than the demo data.
+    """
+    return [] if datalist is None else load_datalist(dataset_dir, datalist, split, missing="keep")
+
+
+def calibration_cases(dataset_dir: str | None, datalist: str | None, split: str = "validation",
+                      enabled: bool = True) -> list[dict]:
+    """The cases to calibrate thresholds on: the datalist's ``split``, or ``[]`` (with a warning) when there is
+    none, so that the evaluation falls back to the bundle's threshold instead of failing.
+
+    A plain folder (``dataset_dir`` without ``datalist``) has no splits: its images are the test cases, and
+    calibrating on them would be optimistic, so it gives ``[]`` too. Without either, the demo data's split.
+    ``enabled=False`` (the evaluation config's ``calibrate``) gives ``[]`` without a warning.
+    """
+    if not enabled:
+        return []
+    reason = missing_split_reason(dataset_dir, datalist, split)
+    if reason is not None:
+        warnings.warn(f"threshold calibration: {reason}; using the bundle's threshold.", stacklevel=2)
+        return []
+    return load_datalist(dataset_dir, datalist, split, missing="keep")

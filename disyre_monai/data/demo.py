@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from disyre_monai.data.datalist import resolve_paths
+from disyre_monai.data.paths import resolve_paths
 
 __all__ = ["demo_root", "demo_datalist"]
 

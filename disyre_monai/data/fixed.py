@@ -15,7 +15,8 @@ class FixedSampleDataset(Dataset):
     every sample. Validation losses are then comparable across epochs and runs.
 
     Args:
-        data: input dictionaries (e.g. a datalist split).
+        data: input dictionaries, a list or a dataset of them (e.g. the cached, loaded cases of a split); items
+            are read as ``data[0], ..., data[len(data) - 1]``.
         transform: a ``Compose`` (or callable) from a datalist entry to a sample or a list of samples.
         seed: seed of every random draw of ``transform``.
     """
@@ -24,7 +25,7 @@ class FixedSampleDataset(Dataset):
         if isinstance(transform, Compose):
             transform.set_random_state(seed)
         samples: list[dict] = []
-        for item in data:
-            out = apply_transform(transform, item)
+        for index in range(len(data)):
+            out = apply_transform(transform, data[index])
             samples.extend(out if isinstance(out, list) else [out])
         super().__init__(samples)

@@ -1,16 +1,24 @@
-"""Engines: ignite plumbing of training and batch runs (atomic checkpoints, exact resume, bad-case handling)."""
+"""Engines: what MONAI's trainer and evaluators need around them (the restoration prepare-batch, an evaluator that
+survives bad cases, resumable batch outputs).
 
-from .checkpoint import AtomicCheckpointSaver, CheckpointResumer, latest_checkpoint, list_checkpoints
-from .failures import FAILURE_KEY, FailureReport, failure_record
-from .guarded import GuardedCacheDataset, GuardedDataset, GuardedEvaluator, guarded_collate, is_failure
-from .handlers import GradientClipping
+Deprecated here (moved in 0.3.0; the old names resolve, with a ``FutureWarning``, until 0.4.0): the checkpoint
+handlers, ``GradientClipping`` and the RNG-state helpers (to :mod:`disyre_monai.handlers`), the guarded datasets
+and the training stream (to :mod:`disyre_monai.data`), the failure report (to :mod:`disyre_monai.failures`).
+"""
+
+from disyre_monai.utils import moved_names
+
+from .guarded import GuardedEvaluator
 from .outputs import case_outputs, pending_cases
-from .rng import capture_rng_state, restore_rng_state
-from .stream import ResumableSampleStream, ResumeStream, sample_seed
+from .prepare_batch import RestorationPrepareBatch
 
-__all__ = [
-    "AtomicCheckpointSaver", "CheckpointResumer", "FAILURE_KEY", "FailureReport", "GradientClipping",
-    "GuardedCacheDataset", "GuardedDataset", "GuardedEvaluator", "ResumableSampleStream", "ResumeStream",
-    "capture_rng_state", "case_outputs", "failure_record", "guarded_collate", "is_failure", "latest_checkpoint",
-    "list_checkpoints", "pending_cases", "restore_rng_state", "sample_seed",
-]
+__all__ = ["GuardedEvaluator", "RestorationPrepareBatch", "case_outputs", "pending_cases"]
+
+__getattr__ = moved_names(__name__, {
+    **dict.fromkeys(["AtomicCheckpointSaver", "CheckpointResumer", "GradientClipping", "capture_rng_state",
+                     "latest_checkpoint", "list_checkpoints", "restore_rng_state"], "disyre_monai.handlers"),
+    **dict.fromkeys(["GuardedCacheDataset", "GuardedDataset", "ResumableSampleStream", "guarded_collate",
+                     "is_failure", "sample_seed"], "disyre_monai.data"),
+    **dict.fromkeys(["FAILURE_KEY", "FailureReport", "failure_record"], "disyre_monai.failures"),
+    "ResumeStream": "disyre_monai.engines.stream",
+})

@@ -1,32 +1,8 @@
-"""Small ignite handlers for the DISYRE trainer."""
+"""Deprecated module: ``GradientClipping`` moved to :mod:`disyre_monai.handlers.gradient_clipping`.
 
-from __future__ import annotations
+The old name still resolves here, with a ``FutureWarning``, until 0.4.0.
+"""
 
-import torch
-from ignite.engine import Engine
-from monai.engines.utils import IterationEvents
+from disyre_monai.utils import moved_names
 
-from disyre_monai.utils import check_number
-
-
-class GradientClipping:
-    """Clip the global gradient norm after every backward pass, before the optimiser step.
-
-    Attach to a MONAI ``SupervisedTrainer`` (it fires ``BACKWARD_COMPLETED`` between the two). With AMP
-    gradient scaling, the gradients are unscaled first so the norm is measured in true units.
-
-    Args:
-        max_norm: maximum L2 norm of all gradients (released: 1.0).
-    """
-
-    def __init__(self, max_norm: float = 1.0) -> None:
-        self.max_norm = check_number(type(self).__name__, "max_norm", max_norm, 1e-12)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        scaler = getattr(engine, "scaler", None)
-        if getattr(engine, "amp", False) and scaler is not None and scaler.is_enabled():
-            scaler.unscale_(engine.optimizer)
-        torch.nn.utils.clip_grad_norm_(engine.network.parameters(), self.max_norm)
+__getattr__ = moved_names(__name__, {"GradientClipping": "disyre_monai.handlers.gradient_clipping"})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from monai.data import create_file_basename
 
-from disyre_monai.engines.failures import FailureReport
+from disyre_monai.failures import FailureReport
 from disyre_monai.io import remove_stale_temporaries
 
 logger = logging.getLogger(__name__)

@@ -8,9 +8,18 @@ from __future__ import annotations
 import numpy as np
 
 from disyre_monai.metrics.streaming import ScoreHistogram
+from disyre_monai.utils import as_numpy
 
 #: names of the case/slice scores: mean, max and mean of the top-k voxels of the evaluated region.
 SCORE_NAMES = ("mean", "max", "top_k_mean")
+
+
+def voxel_volume_ml(image) -> float | None:
+    """Volume of one voxel in ml from a MetaTensor's affine, None when it has none."""
+    affine = getattr(image, "affine", None)
+    if affine is None:
+        return None
+    return float(abs(np.linalg.det(as_numpy(affine)[:3, :3]))) / 1000.0
 
 
 def case_scores(scores: np.ndarray, top_k: int) -> dict[str, float]:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from disyre_monai.data.datalist import load_datalist
 from disyre_monai.inferers.baselines import ZScoreInferer
 from disyre_monai.io import atomic_write_json
-from disyre_monai.metrics.collect import voxel_volume_ml
+from disyre_monai.metrics.cases import voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import look_up_protocol
 from disyre_monai.metrics.report import summary_lines, write_report

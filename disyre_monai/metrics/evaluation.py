@@ -2,7 +2,7 @@
 
 :class:`AnomalyEvaluation` takes one case at a time (maps of several methods, brain mask, lesion label) and
 keeps only histograms, per-case rows, slice scores and a few snapshots for figures. ``result()`` returns
-every number labelled with the protocol; :class:`~disyre_monai.metrics.AnomalyReport` writes them out.
+every number labelled with the protocol; :class:`~disyre_monai.handlers.AnomalyReport` writes them out.
 """
 
 from __future__ import annotations

@@ -1,74 +1,11 @@
-"""Pooled voxel metrics as a MONAI metric and an ignite metric handler (streaming, bounded memory).
+"""Deprecated module: ``PooledVoxelMetric`` moved to :mod:`disyre_monai.metrics.pooled`, its ignite handler
+``PooledVoxelMetricHandler`` to :mod:`disyre_monai.handlers.pooled_metric`.
 
-``PooledVoxelMetric`` follows MONAI's ``Metric`` protocol (call per batch, ``aggregate()``, ``reset()``);
-``PooledVoxelMetricHandler`` wraps it in MONAI's ``IgniteMetricHandler`` so that it can be a
-``key_val_metric`` of a ``SupervisedEvaluator``. The brain mask comes from the batch (it is not in the
-evaluator's output), the map from the output.
+The old names still resolve here, with a ``FutureWarning``, until 0.4.0.
 """
 
-from __future__ import annotations
+from disyre_monai.utils import moved_names
 
-import numpy as np
-import torch
-from monai.handlers import IgniteMetricHandler
-from monai.metrics import Metric
-from monai.utils import look_up_option
-
-from disyre_monai.metrics.streaming import ScoreHistogram
-from disyre_monai.utils import as_numpy
-
-#: metrics read off the pooled curve.
-POOLED_METRICS = ("average_precision", "auroc", "best_dice", "fpr_at_95_tpr")
-
-
-class PooledVoxelMetric(Metric):
-    """One pooled voxel metric over every brain voxel seen since ``reset()`` (streaming histogram).
-
-    Args:
-        metric_name: one of :data:`POOLED_METRICS`.
-        mantissa_bits: histogram resolution (see :class:`~disyre_monai.metrics.ScoreHistogram`).
-    """
-
-    def __init__(self, metric_name: str = "average_precision", mantissa_bits: int = 15) -> None:
-        super().__init__()
-        self.metric_name = look_up_option(metric_name, POOLED_METRICS)
-        self.histogram = ScoreHistogram(mantissa_bits)
-
-    def reset(self) -> None:
-        self.histogram.reset()
-
-    def __call__(self, y_pred, y, mask=None) -> None:  # type: ignore[override]
-        """Add a batch: ``y_pred``, ``y`` (lesion label) and ``mask`` (brain), each ``(B, 1, *spatial)`` or
-        lists of ``(1, *spatial)``; ``mask=None`` scores every voxel."""
-        masks = [None] * len(y_pred) if mask is None else mask
-        for pred, label, brain in zip(y_pred, y, masks):
-            pred, label = as_numpy(pred), as_numpy(label) > 0
-            region = np.ones(pred.shape, bool) if brain is None else as_numpy(brain) > 0
-            self.histogram.update(pred[region], label[region])
-
-    def aggregate(self) -> torch.Tensor:
-        curve = self.histogram.curve()
-        value = {"average_precision": curve.average_precision, "auroc": curve.auroc,
-                 "best_dice": lambda: curve.best_dice()[0], "fpr_at_95_tpr": curve.fpr_at_tpr}[self.metric_name]()
-        return torch.tensor(value)
-
-
-class PooledVoxelMetricHandler(IgniteMetricHandler):
-    """``IgniteMetricHandler`` of a :class:`PooledVoxelMetric`: map from the output, label and mask from the batch.
-
-    Args:
-        metric_name: one of :data:`POOLED_METRICS`.
-        pred_key, label_key, mask_key: keys of the decollated output (map) and batch (label, brain mask).
-    """
-
-    def __init__(self, metric_name: str = "average_precision", pred_key: str = "pred", label_key: str = "label",
-                 mask_key: str = "mask") -> None:
-        super().__init__(metric_fn=PooledVoxelMetric(metric_name), save_details=False)
-        self.keys = (pred_key, label_key, mask_key)
-
-    def iteration_completed(self, engine) -> None:
-        pred_key, label_key, mask_key = self.keys
-        preds = [out[pred_key] for out in engine.state.output]
-        labels = [item[label_key] for item in engine.state.batch]
-        masks = [item.get(mask_key) for item in engine.state.batch]
-        self.metric_fn(preds, labels, None if any(m is None for m in masks) else masks)
+__getattr__ = moved_names(__name__, {"POOLED_METRICS": "disyre_monai.metrics.pooled",
+                                     "PooledVoxelMetric": "disyre_monai.metrics.pooled",
+                                     "PooledVoxelMetricHandler": "disyre_monai.handlers.pooled_metric"})

@@ -1,4 +1,8 @@
-"""Loading network weights safely (weights-only) with errors that name the file, the parameter and both shapes."""
+"""Loading network weights safely (weights-only) with errors that name the file, the parameter and both shapes.
+
+The engine handler ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers.network_weights`; its old path here
+still resolves, with a ``FutureWarning``, until 0.4.0.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import os
 from collections.abc import Mapping
 
 import torch
-from ignite.engine import Engine, Events
 
 from disyre_monai.io import safe_torch_load
+from disyre_monai.utils import moved_names
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +68,4 @@ def load_network_weights(
     return network
 
 
-class LoadNetworkWeights:
-    """Ignite handler: :func:`load_network_weights` when the engine starts (in place of MONAI's ``CheckpointLoader``).
-
-    Args:
-        load_path: the model file.
-        network: the network to fill.
-        map_location: device of the loaded tensors.
-    """
-
-    def __init__(self, load_path: str | os.PathLike, network: torch.nn.Module, map_location=None) -> None:
-        self.load_path, self.network, self.map_location = load_path, network, map_location
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self)
-
-    def __call__(self, engine: Engine | None = None) -> None:
-        load_network_weights(self.network, self.load_path, self.map_location)
+__getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers.network_weights"})

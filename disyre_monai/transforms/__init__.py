@@ -1,4 +1,5 @@
-"""Transforms: intensity preprocessing and DISYRE's synthetic-anomaly corruption (array + dictionary twins)."""
+"""Transforms: input checks, intensity preprocessing, slicing and DISYRE's synthetic-anomaly corruption (array +
+dictionary twins)."""
 
 from .corruption import (
     Corruption,
@@ -10,15 +11,28 @@ from .corruption import (
 from .intensity import ScaleByPercentile, ScaleByPercentileD, ScaleByPercentiled, ScaleByPercentileDict
 from .intensity_bias import RandIntensityBias, RandIntensityBiasD, RandIntensityBiasd, RandIntensityBiasDict
 from .shapes import RandAnomalyShape, RandAnomalyShapeD, RandAnomalyShaped, RandAnomalyShapeDict
-from .slices import EnsureBrainMaskD, EnsureBrainMaskd, EnsureBrainMaskDict, RandSlicesD, RandSlicesd, RandSlicesDict
+from .slices import RandSlicesD, RandSlicesd, RandSlicesDict
 from .texture import ForeignPatchCache, RandForeignPatch, RandForeignPatchD, RandForeignPatchd, RandForeignPatchDict
+from .validation import (
+    CheckImageFilesD,
+    CheckImageFilesd,
+    CheckImageFilesDict,
+    EnsureBrainMaskD,
+    EnsureBrainMaskd,
+    EnsureBrainMaskDict,
+    ValidateImage,
+    ValidateImageD,
+    ValidateImaged,
+    ValidateImageDict,
+)
 
 __all__ = [
-    "Corruption", "ForeignPatchCache",
+    "CheckImageFilesd", "CheckImageFilesD", "CheckImageFilesDict", "Corruption", "ForeignPatchCache",
     "EnsureBrainMaskd", "EnsureBrainMaskD", "EnsureBrainMaskDict", "RandSlicesd", "RandSlicesD", "RandSlicesDict",
     "RandAnomalyShape", "RandAnomalyShaped", "RandAnomalyShapeD", "RandAnomalyShapeDict",
     "RandDisyreCorruption", "RandDisyreCorruptiond", "RandDisyreCorruptionD", "RandDisyreCorruptionDict",
     "RandForeignPatch", "RandForeignPatchd", "RandForeignPatchD", "RandForeignPatchDict",
     "RandIntensityBias", "RandIntensityBiasd", "RandIntensityBiasD", "RandIntensityBiasDict",
     "ScaleByPercentile", "ScaleByPercentiled", "ScaleByPercentileD", "ScaleByPercentileDict",
+    "ValidateImage", "ValidateImaged", "ValidateImageD", "ValidateImageDict",
 ]

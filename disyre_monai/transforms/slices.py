@@ -1,4 +1,8 @@
-"""Volume-to-slice transforms of the training pipeline, and the brain mask every stage relies on."""
+"""Volume-to-slice transforms of the training pipeline.
+
+``EnsureBrainMaskd`` moved to :mod:`disyre_monai.transforms.validation` (the input checks); its old path here
+still resolves, with a ``FutureWarning``, until 0.4.0.
+"""
 
 from __future__ import annotations
 
@@ -10,40 +14,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Randomizable
 from monai.utils import convert_to_tensor
 
-from disyre_monai.utils import check_int, check_number, source_name
-
-
-class EnsureBrainMaskd(MapTransform):
-    """Make sure ``mask_key`` holds a brain mask: keep a given one, else derive ``image > threshold``.
-
-    A given mask must have the image's spatial shape; it is binarised (``> 0``) to uint8.
-
-    Args:
-        image_key: the image, ``(C, *spatial)``.
-        mask_key: the brain mask key, ``(1, *spatial)`` on output.
-        threshold: intensity above which a voxel is brain when no mask is given (skull-stripped images: 0).
-    """
-
-    def __init__(self, image_key: str = "image", mask_key: str = "mask", threshold: float = 0.0) -> None:
-        super().__init__([image_key], allow_missing_keys=False)
-        self.image_key, self.mask_key = image_key, mask_key
-        self.threshold = check_number(type(self).__name__, "threshold", threshold)
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        image = d[self.image_key]
-        if self.mask_key in d:
-            mask = d[self.mask_key]
-            if tuple(mask.shape[1:]) != tuple(image.shape[1:]):
-                raise ValueError(
-                    f"{type(self).__name__}: brain mask {source_name(mask)} has spatial shape {tuple(mask.shape[1:])}, "
-                    f"image {source_name(image)} has {tuple(image.shape[1:])}."
-                )
-            d[self.mask_key] = (mask > 0).any(0, keepdim=True).to(torch.uint8) if isinstance(mask, torch.Tensor) \
-                else (np.asarray(mask) > 0).any(0, keepdims=True).astype(np.uint8)
-        else:
-            d[self.mask_key] = (convert_to_tensor(image) > self.threshold).any(0, keepdim=True).to(torch.uint8)
-        return d
+from disyre_monai.utils import check_int, moved_names, source_name
 
 
 class RandSlicesd(Randomizable, MapTransform):
@@ -93,4 +64,6 @@ class RandSlicesd(Randomizable, MapTransform):
 
 
 RandSlicesD = RandSlicesDict = RandSlicesd
-EnsureBrainMaskD = EnsureBrainMaskDict = EnsureBrainMaskd
+
+__getattr__ = moved_names(__name__, dict.fromkeys(["EnsureBrainMaskd", "EnsureBrainMaskD", "EnsureBrainMaskDict"],
+                                                  "disyre_monai.transforms.validation"))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from disyre_monai.io import atomic_savefig
-from disyre_monai.metrics.curve import RankCurve
+
+if TYPE_CHECKING:  # annotations only: importing metrics here would close a metrics <-> visualize cycle
+    from disyre_monai.metrics.curve import RankCurve
 
 
 def _pyplot():

@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("monailabel", reason="MONAI Label is an optional extra (see docs/monailabel.md)")
 requests = pytest.importorskip("requests")
+pytestmark = pytest.mark.slow
 
 from requests_toolbelt.multipart.decoder import MultipartDecoder  # noqa: E402
 

@@ -82,11 +82,61 @@ def test_metadata_is_valid_against_schema_offline():
     assert metadata["version"] in metadata["changelog"]
 
 
+def test_metadata_names_the_package_version():
+    import disyre_monai
+
+    metadata = json.loads((CONFIGS / "metadata.json").read_text())
+    assert metadata["required_packages_version"]["disyre-monai"] == disyre_monai.__version__
+    assert metadata["supported_apps"]["disyre-monai"] == disyre_monai.__version__
+
+
+@pytest.mark.parametrize("configs, run_id", [([TRAIN], "training"), ([INFER], "inference"),
+                                             ([INFER, EVALUATE], "evaluating")])
+def test_the_documented_run_ids_are_the_run_list(configs, run_id):
+    workflow = ConfigWorkflow(config_file=configs, workflow_type="train" if run_id == "training" else "infer",
+                              logging_file=False)
+    workflow.parser.parse()
+    assert workflow.parser[run_id] == workflow.parser["run"] and len(workflow.parser["run"]) >= 1
+
+
+def test_a_copied_bundle_finds_its_own_weights_from_any_working_directory(tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "somewhere" / "my_bundle"
+    shutil.copytree(REPO / "bundle", copy)
+    monkeypatch.chdir(tmp_path)
+    for configs in ([str(copy / "configs" / "inference.json")],
+                    [str(copy / "configs" / "inference.json"), str(copy / "configs" / "evaluate.json")]):
+        workflow = ConfigWorkflow(config_file=configs, workflow_type="infer", logging_file=False)
+        workflow.initialize()
+        assert Path(workflow.parser.get_parsed_content("model_path")) == copy.resolve() / "models" / "model.pt"
+    workflow = ConfigWorkflow(config_file=INFER, workflow_type="infer", logging_file=False, bundle_root=str(copy))
+    workflow.initialize()
+    assert workflow.parser.get_parsed_content("model_path") == str(copy / "models" / "model.pt"), "override wins"
+
+
+def test_training_samples_carry_the_clean_target_under_target_and_drop_the_lesion_label():
+    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", logging_file=False, device="cpu")
+    workflow.initialize()
+    preprocessing = workflow.parser.get_parsed_content("train#preprocessing")
+    preprocessing.set_random_state(0)
+    case = demo_datalist()["test"][0]  # a case with a lesion label: training must not mistake it for the target
+    samples = preprocessing(dict(case))
+    assert len(samples) == workflow.parser.get_parsed_content("num_slices")
+    for sample in samples:
+        assert "label" not in sample and {"image", "target", "timestep", "anomaly_mask"} <= set(sample)
+        image, target = torch.as_tensor(sample["image"]), torch.as_tensor(sample["target"])
+        outside = torch.as_tensor(sample["anomaly_mask"]) == 0
+        assert image.shape == target.shape == (1, 64, 64)
+        assert torch.allclose(image[outside], target[outside]), "the corruption changes the image inside its shape only"
+
+
 def test_network_input_output_with_timesteps():
     verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=INFER,
                       device="cpu", n=4, extra_forward_args={"timesteps": torch.tensor([10])})
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_and_final_model(tmp_path):
     _run_workflow(TRAIN, "train", output_dir=str(tmp_path), **TINY_TRAIN)
     models = tmp_path / "models"
@@ -99,6 +149,7 @@ def test_training_writes_checkpoints_and_final_model(tmp_path):
     assert checkpoint["trainer"]["iteration"] == 6
 
 
+@pytest.mark.slow
 def test_training_validates_anomaly_ap_when_lesion_cases_are_given(tmp_path, one_case):
     _run_workflow(TRAIN, "train", output_dir=str(tmp_path), lesion_datalist=one_case,
                   **{**TINY_TRAIN, "max_epochs": 1})
@@ -106,6 +157,7 @@ def test_training_validates_anomaly_ap_when_lesion_cases_are_given(tmp_path, one
     assert metrics["num_cases"] == 2 and 0 < metrics["methods"]["disyre"]["pooled"]["average_precision"] <= 1
 
 
+@pytest.mark.slow
 def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_case):
     _run_workflow(INFER, "infer", output_dir=str(tmp_path), model_path=random_model, datalist=one_case,
                   threshold=0.05, **TINY_INFER)
@@ -127,6 +179,7 @@ def test_inference_writes_maps_in_the_input_space(tmp_path, random_model, one_ca
     assert np.allclose(maps[0], maps[1][:, :, ::-1], atol=1e-5), "maps must follow each input's own orientation"
 
 
+@pytest.mark.slow
 def test_evaluate_reports_model_and_zscore(tmp_path, random_model, one_case):
     _run_workflow([INFER, EVALUATE], "infer", output_dir=str(tmp_path), model_path=random_model,
                   datalist=one_case, calibrate=False,
@@ -142,6 +195,7 @@ def test_evaluate_reports_model_and_zscore(tmp_path, random_model, one_case):
     assert (tmp_path / "pr_curve.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
 def test_evaluate_an_adapter_datalist_under_a_protocol_with_calibration_and_normative_baseline(tmp_path,
                                                                                                random_model):
     """BraTS 2021 layout (demo patients as T2 + seg) -> adapter datalist -> evaluate --protocol behrendt."""
@@ -172,6 +226,7 @@ def _bundle_cmd(*configs, run_id="training"):
     return ["-m", "monai.bundle", "run", run_id, "--config_file", files]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_finishes(tmp_path):
     overrides = {**TINY_TRAIN, "max_epochs": 4, "epoch_length": 4, "val_interval": 4, "output_dir": tmp_path}
     cmd = [sys.executable, *_bundle_cmd(TRAIN), *_cli(overrides)]
@@ -194,6 +249,7 @@ def test_sigkill_mid_training_then_resume_finishes(tmp_path):
     assert final["trainer"]["iteration"] == 16 and (models / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_multi_gpu_config_runs_two_cpu_processes_with_gloo(tmp_path):
     overrides = {**TINY_TRAIN, "output_dir": tmp_path, "max_epochs": 1, "epoch_length": 2}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -2,9 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from monai.data import Dataset
 from monai.transforms import Compose
 
-from disyre_monai.data import FixedSampleDataset, demo_datalist, load_datalist
+from disyre_monai.data import FixedSampleDataset, calibration_cases, demo_datalist, load_datalist, optional_datalist
 from disyre_monai.transforms import RandDisyreCorruptiond, RandSlicesd
 
 
@@ -54,3 +55,24 @@ def test_fixed_sample_dataset_is_reproducible_and_flattens_lists():
     assert len(a) == 6
     assert all(np.array_equal(x["image"], y["image"]) and x["timestep"] == y["timestep"] for x, y in zip(a, b))
     assert any(not np.array_equal(x["image"], y["image"]) for x, y in zip(a, make(2)))
+    pipeline = Compose([RandSlicesd(keys="image", num_slices=3, mask_key=None),
+                        RandDisyreCorruptiond(keys="image", size_range=(3, 6), patch_size=8)])
+    from_dataset = FixedSampleDataset(Dataset([{"image": volume}, {"image": volume}]), pipeline, seed=1)
+    assert all(np.array_equal(x["image"], y["image"]) for x, y in zip(a, from_dataset)), "a dataset reads like a list"
+
+
+def test_an_optional_datalist_is_empty_when_not_given_and_the_demo_is_not_taken_for_it():
+    assert optional_datalist(None, None, "test") == []
+    listing = demo_datalist()
+    assert optional_datalist(None, str(_demo_json()), "test") == listing["test"]
+
+
+def test_calibration_cases_can_be_switched_off():
+    assert calibration_cases(None, None, "validation", enabled=False) == []
+    assert calibration_cases(None, None, "validation") == demo_datalist()["validation"]
+
+
+def _demo_json():
+    from disyre_monai.data import demo_root
+
+    return demo_root() / "datalist.json"

@@ -46,7 +46,7 @@ def test_normative_errors_name_the_problem():
 
 
 def test_no_healthy_training_split_leaves_the_normative_baseline_out(tmp_path):
-    from disyre_monai.metrics import calibration_cases
+    from disyre_monai.data import calibration_cases
 
     datalist = tmp_path / "lesions.json"
     datalist.write_text('{"test": [{"image": "a.nii.gz"}]}')

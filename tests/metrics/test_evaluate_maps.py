@@ -4,6 +4,7 @@ import sys
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from disyre_monai.metrics.evaluate import evaluate_maps
 from tests.helpers import synthetic_brain
@@ -47,6 +48,7 @@ def test_evaluate_saved_maps_under_two_protocols(tmp_path):
     assert summary["protocol_settings"]["median_filter"] == 5
 
 
+@pytest.mark.slow
 def test_a_bad_case_is_reported_and_the_others_are_scored(tmp_path):
     maps = _dataset(tmp_path)
     (maps / "case1_anomaly_map.nii.gz").write_bytes(b"not a nifti")

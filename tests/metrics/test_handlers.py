@@ -4,7 +4,8 @@ import torch
 from ignite.engine import Engine
 from sklearn.metrics import average_precision_score
 
-from disyre_monai.metrics import PooledVoxelMetric, PooledVoxelMetricHandler, ThresholdCalibration
+from disyre_monai.handlers import PooledVoxelMetricHandler, ThresholdCalibration
+from disyre_monai.metrics import PooledVoxelMetric
 from tests.helpers import synthetic_brain
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from disyre_monai.handlers import AnomalyReport
 from disyre_monai.inferers import ZScoreInferer
-from disyre_monai.metrics import AnomalyReport
 from tests.helpers import synthetic_brain
 
 

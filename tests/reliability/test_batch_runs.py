@@ -52,6 +52,7 @@ def _output(out: Path, image: str, postfix: str = "anomaly_map") -> Path:
     return out / (Path(image).name.replace(".nii.gz", "") + f"_{postfix}.nii.gz")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 def test_inference_keeps_going_lists_failures_and_exits_nonzero(tmp_path, all_cases, model_file, capsys):
     args = {"output_dir": str(tmp_path), "model_path": model_file, "datalist": all_cases["datalist"], **TINY_INFER}

@@ -8,15 +8,9 @@ from ignite.engine import Events
 from monai.data import DataLoader, MetaTensor
 from monai.transforms import Lambdad
 
-from disyre_monai.engines import (
-    FAILURE_KEY,
-    FailureReport,
-    GuardedCacheDataset,
-    GuardedDataset,
-    GuardedEvaluator,
-    guarded_collate,
-)
-from disyre_monai.engines.failures import failure_record
+from disyre_monai.data import GuardedCacheDataset, GuardedDataset, guarded_collate
+from disyre_monai.engines import GuardedEvaluator
+from disyre_monai.failures import FAILURE_KEY, FailureReport, failure_record
 
 
 def _load(name):

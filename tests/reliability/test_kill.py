@@ -87,6 +87,7 @@ def _complete(out: Path, image: str) -> bool:
     return all((out / f"{stem}_{p}.nii.gz").exists() for p in ("anomaly_map", "anomaly_mask"))
 
 
+@pytest.mark.slow
 def test_sigkill_during_batch_inference_then_rerun_finishes_the_rest(tmp_path, inference_cases):
     out = tmp_path / "out"
     entries = json.loads((inference_cases / "datalist.json").read_text())["test"]

@@ -12,10 +12,17 @@ from hypothesis import strategies as st
 from monai.data import MetaTensor
 from monai.transforms import Compose, Orientationd
 
-from disyre_monai.data.validation import ValidateImaged
 from disyre_monai.inferers import DisyreInferer
 from disyre_monai.networks import DisyreUNet
-from disyre_monai.transforms import EnsureBrainMaskd, RandDisyreCorruptiond, RandSlicesd, ScaleByPercentiled
+from disyre_monai.transforms import (
+    EnsureBrainMaskd,
+    RandDisyreCorruptiond,
+    RandSlicesd,
+    ScaleByPercentiled,
+    ValidateImaged,
+)
+
+pytestmark = pytest.mark.slow
 
 DTYPES = [np.float32, np.float64, np.float16, np.int16, np.uint8, np.int32, np.int64, bool]
 # 40 examples per property in CI; DISYRE_HYPOTHESIS_EXAMPLES=1000 for a longer hunt.
@@ -149,7 +156,7 @@ def test_training_transforms_give_finite_samples_or_a_value_error(sample, seed):
         data = _preprocess(image, mask)
         chain = Compose([
             RandSlicesd(["image", "mask"], num_slices=2, mask_key="mask"),
-            RandDisyreCorruptiond("image", clean_keys=["label"], mask_key="mask", patch_size=4, size_range=(1, 4)),
+            RandDisyreCorruptiond("image", clean_keys=["target"], mask_key="mask", patch_size=4, size_range=(1, 4)),
         ]).set_random_state(seed)
         out["samples"], out["shape"] = chain(data), data["image"].shape
 
@@ -157,7 +164,7 @@ def test_training_transforms_give_finite_samples_or_a_value_error(sample, seed):
         return
     for s in out["samples"]:
         assert s["image"].shape == (out["shape"][0], *out["shape"][1:3])
-        assert torch.isfinite(torch.as_tensor(s["image"])).all() and torch.isfinite(torch.as_tensor(s["label"])).all()
+        assert torch.isfinite(torch.as_tensor(s["image"])).all() and torch.isfinite(torch.as_tensor(s["target"])).all()
         assert 0 <= int(s["timestep"]) < 100
 
 

@@ -13,15 +13,16 @@ import torch
 from ignite.engine import Engine, Events
 
 from disyre_monai.data import load_datalist
-from disyre_monai.engines import (
+from disyre_monai.handlers import (
     AtomicCheckpointSaver,
     CheckpointResumer,
+    LoadNetworkWeights,
     capture_rng_state,
     latest_checkpoint,
     restore_rng_state,
 )
 from disyre_monai.io import safe_torch_load, verify_torch_file
-from disyre_monai.networks import DisyreUNet, LoadNetworkWeights, check_state_dict, load_network_weights
+from disyre_monai.networks import DisyreUNet, check_state_dict, load_network_weights
 
 
 def _engine(model, optimizer):

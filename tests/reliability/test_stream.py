@@ -11,12 +11,12 @@ from monai.data import CacheDataset
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandSpatialCropd, SpatialPadd
 from torch.utils.data import DataLoader
 
-from disyre_monai.engines import ResumableSampleStream, sample_seed
-from disyre_monai.engines.stream import stateful_caches
+from disyre_monai.data import ResumableSampleStream, sample_seed
+from disyre_monai.data.stream import stateful_caches
 from disyre_monai.transforms import RandDisyreCorruptiond, RandSlicesd
 from tests.helpers import synthetic_brain
 
-KEYS = ("image", "label", "timestep", "anomaly_mask")
+KEYS = ("image", "target", "timestep", "anomaly_mask")
 
 
 def _dataset(cache_size: int = 6) -> CacheDataset:
@@ -30,7 +30,7 @@ def _dataset(cache_size: int = 6) -> CacheDataset:
         RandSpatialCropd(["image", "mask"], (24, 24), random_size=False),
         RandFlipd(["image", "mask"], prob=0.5, spatial_axis=0),
         RandGaussianNoised("image", prob=0.5, std=0.05),
-        RandDisyreCorruptiond("image", clean_keys=["label"], mask_key="mask", patch_size=8, size_range=(3, 8),
+        RandDisyreCorruptiond("image", clean_keys=["target"], mask_key="mask", patch_size=8, size_range=(3, 8),
                               cache_size=cache_size),
     ])
     return CacheDataset(data, transform, progress=False)

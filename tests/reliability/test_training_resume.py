@@ -20,6 +20,8 @@ from monai.bundle import ConfigWorkflow
 from disyre_monai.io import TEMPORARY_NAME
 from tests.helpers import synthetic_brain
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = str(REPO / "bundle" / "configs" / "train.json")
 TINY = {

@@ -10,7 +10,10 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 
-from disyre_monai.data.validation import (
+from disyre_monai.failures import failure_record
+from disyre_monai.inferers import DisyreInferer
+from disyre_monai.networks import DisyreUNet
+from disyre_monai.transforms.validation import (
     CheckImageFilesd,
     ValidateImage,
     ValidateImaged,
@@ -18,9 +21,6 @@ from disyre_monai.data.validation import (
     check_same_grid,
     ras_grid,
 )
-from disyre_monai.engines import failure_record
-from disyre_monai.inferers import DisyreInferer
-from disyre_monai.networks import DisyreUNet
 from tests.reliability import bad_inputs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bundle" / "configs"

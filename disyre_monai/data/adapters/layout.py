@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,7 +161,8 @@ def walk_files(root: Path, desc: str = "scanning", verbose: bool = True) -> list
 
 
 def scan_layout(
-    layout: DatasetLayout, root: Path, files: list[str], modality: str, on_missing: str = "error"
+    layout: DatasetLayout, root: Path, files: list[str], modality: str, on_missing: str = "error",
+    known_layouts: Iterable[DatasetLayout] = (),
 ) -> ScanResult:
     """Group the dataset's files under ``root`` by scan and build one datalist entry per complete scan.
 
@@ -172,6 +173,9 @@ def scan_layout(
         modality: common modality name (checked with :meth:`DatasetLayout.check_modality`).
         on_missing: ``"error"``: incomplete scans raise one error listing every missing file; ``"skip"``:
             they are left out with one warning listing them.
+        known_layouts: the other datasets' layouts; when nothing of ``layout`` is under ``root``, the error
+            names those the files do look like (:data:`~disyre_monai.data.adapters.DATASETS`, passed by
+            :func:`~disyre_monai.data.adapters.scan_dataset`).
 
     Returns:
         entries ``{"image", "label"?, "mask"?, "subject", "case", "role", "modality", "dataset", "site"?}``
@@ -196,7 +200,7 @@ def scan_layout(
         subjects[case] = subject
         extras.setdefault(case, {}).update(extra)
     if not cases:
-        raise ValueError(_nothing_found(layout, root, files))
+        raise ValueError(_nothing_found(layout, root, files, known_layouts))
 
     duplicates = [f"{case} ({role}): {', '.join(paths)}" for case, roles in sorted(cases.items())
                   for role, paths in sorted(roles.items()) if len(paths) > 1]
@@ -240,13 +244,11 @@ def scan_layout(
     return ScanResult(entries, [case for case, _ in problems], notes)
 
 
-def _nothing_found(layout: DatasetLayout, root: Path, files: list[str]) -> str:
-    """The message for a root that holds nothing of ``layout``, naming the layouts it does look like."""
-    from .datasets import DATASETS
-
+def _nothing_found(layout: DatasetLayout, root: Path, files: list[str], known_layouts: Iterable[DatasetLayout]) -> str:
+    """The message for a root that holds nothing of ``layout``, naming the known layouts it does look like."""
     if not files:
         return f"dataset {layout.name}: the root {root} holds no file. Expected: {layout.example}"
-    lookalikes = sorted({other.name for other in DATASETS.values()
+    lookalikes = sorted({other.name for other in known_layouts
                          if other.name != layout.name and any(other.match(f) for f in files[:20000])})
     hint = (f" The root looks like a {' / '.join(lookalikes)} dataset (`disyre-monai datalist "
             f"{lookalikes[0]} {root} ...`).") if lookalikes else ""

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from monai.utils import look_up_option
 
-from disyre_monai.data.datalist import PATH_KEYS
+from disyre_monai._version import __version__
+from disyre_monai.data.paths import PATH_KEYS
 from disyre_monai.io import atomic_write_json
 
-from .datasets import get_layout, resolve_layout
+from .datasets import DATASETS, get_layout, resolve_layout
 from .layout import scan_layout, walk_files
 from .split_files import ON_CONFLICT, load_split_files, match_subjects
 from .splits import DEFAULT_FRACTIONS, SPLITS, check_fractions, split_subjects
@@ -58,7 +59,7 @@ def _scan(dataset, root, modality, on_missing, verbose):
         raise FileNotFoundError(f"datalist: dataset root {root} is not a folder.")
     files = walk_files(root, desc=f"scanning {root.name}", verbose=verbose)
     layout = resolve_layout(dataset, files, root)
-    return scan_layout(layout, root, files, modality, on_missing), layout, root
+    return scan_layout(layout, root, files, modality, on_missing, DATASETS.values()), layout, root
 
 
 def make_datalist(
@@ -79,8 +80,6 @@ def make_datalist(
 
     Arguments as in :func:`write_datalist`. Each entry also carries ``"split"``.
     """
-    from disyre_monai import __version__
-
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"datalist: on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}.")
     scan, layout, root = _scan(dataset, root, modality, on_missing, verbose)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from disyre_monai.engines import AtomicCheckpointSaver, CheckpointResumer, GradientClipping, latest_checkpoint
+from disyre_monai.handlers import AtomicCheckpointSaver, CheckpointResumer, GradientClipping, latest_checkpoint
 from disyre_monai.io import atomic_write
 
 
