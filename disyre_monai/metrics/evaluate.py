@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from disyre_monai.data.datalist import load_datalist
 from disyre_monai.inferers.baselines import ZScoreInferer
-from disyre_monai.io import atomic_write_json
+from disyre_monai.io import atomic_write_json, image_stem
 from disyre_monai.metrics.cases import voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import look_up_protocol
@@ -23,17 +23,9 @@ from disyre_monai.metrics.report import summary_lines, write_report
 from disyre_monai.transforms import EnsureBrainMaskd, ScaleByPercentiled
 
 
-def _image_stem(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
-
-
 def find_map(maps_dir: Path, image_path: str, postfix: str) -> Path:
     """The map of ``image_path`` in ``maps_dir``: ``<image stem>_<postfix>.nii.gz`` (or ``.nii``)."""
-    stem = _image_stem(image_path)
+    stem = image_stem(image_path)
     for suffix in (".nii.gz", ".nii"):
         candidate = maps_dir / f"{stem}_{postfix}{suffix}"
         if candidate.is_file():

@@ -33,11 +33,10 @@ from tqdm.auto import tqdm
 
 from disyre_monai import __version__
 from disyre_monai.data.datalist import load_datalist, resolve_paths
-from disyre_monai.engines import FailureReport, failure_record
-from disyre_monai.io import atomic_write_json
+from disyre_monai.failures import FailureReport, failure_record
+from disyre_monai.io import atomic_write_json, image_stem
 from disyre_monai.preprocess.case import ROLES, preprocess_case
 from disyre_monai.preprocess.settings import PreprocessSettings
-from disyre_monai.preprocess.volumes import image_stem
 from disyre_monai.utils import check_int
 
 logger = logging.getLogger(__name__)

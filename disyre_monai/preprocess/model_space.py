@@ -27,11 +27,12 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep, look_up_option
 
+from disyre_monai.io import image_stem
 from disyre_monai.preprocess.case import preprocess_volumes
 from disyre_monai.preprocess.register import matrix_to_sitk, resample_onto
 from disyre_monai.preprocess.reorient import reorient_to_ras
 from disyre_monai.preprocess.space import ModelSpace, axis_codes
-from disyre_monai.preprocess.volumes import affine_of, image_stem, spatial_array
+from disyre_monai.preprocess.volumes import affine_of, spatial_array
 from disyre_monai.utils import source_name
 
 logger = logging.getLogger(__name__)

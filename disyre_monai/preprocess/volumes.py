@@ -23,15 +23,6 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 OUTPUT_DTYPES = {"image": np.float32, "mask": np.uint8, "label": np.uint8}
 
 
-def image_stem(path: str | os.PathLike) -> str:
-    """The file name of an image without its suffix (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``, ``.mhd``; any case)."""
-    from disyre_monai.data.datalist import IMAGE_SUFFIXES
-
-    name = Path(path).name
-    suffix = max((s for s in IMAGE_SUFFIXES if name.lower().endswith(s)), key=len, default="")
-    return name[: len(name) - len(suffix)] if suffix else Path(name).stem
-
-
 def load_volume(path: str | os.PathLike, role: str = "image") -> MetaTensor:
     """Read one 3D volume as a ``(1, X, Y, Z)`` float32 ``MetaTensor`` with its RAS ``affine``.
 
