@@ -17,6 +17,7 @@ COMMANDS = {
     "label": "disyre_monai.apps.monailabel.server:start_server",
     "validate": "disyre_monai.data.validation:validate_dataset",
     "export_onnx": "disyre_monai.networks.onnx_export:export_onnx_command",
+    "bundle": "disyre_monai.bundle_files:copy_bundle",
 }
 
 

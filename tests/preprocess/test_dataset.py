@@ -52,7 +52,8 @@ def test_outputs_are_ras_1mm_masked_and_labels_keep_world_coordinates(tmp_path):
     meta = content["metadata"]["preprocessing"]
     assert meta["steps"] == ["reorient_ras", "resample", "skull_strip", "crop_pad", "cast_float32"]
     assert meta["parameters"]["spatial_size"] == list(SIZE) and meta["counts"]["done"] == 2
-    assert json.loads((out / "failures.json").read_text()) == {"num_failed": 0, "failed": []}
+    assert json.loads((out / "failures.json").read_text()) == {
+        "run": "preprocess", "num_completed": 2, "num_skipped": 0, "num_failed": 0, "failures": []}
 
 
 def test_resume_skips_finished_cases_and_overwrite_redoes_them(tmp_path):
@@ -87,20 +88,28 @@ def test_failed_cases_are_recorded_while_the_others_finish(tmp_path):
     content = json.loads(listing.read_text())
     content["training"].append({"image": "images/absent.nii.gz", "subject": "ghost"})
     content["training"].append({"mask": "masks/sub00_brain.nii.gz"})
-    content["test"] += ["images/sub03_t2.nii.gz", {"image": "images/sub03_t2.nii.gz", "label": None, "subject": "x"}]
+    stripped = synthetic_head(seed=3)  # entries without a mask: a skull-stripped image (a head would need ROBEX)
+    write_nifti(raw / "images" / "sub03_brain.nii.gz", np.where(stripped[1] > 0, stripped[0], 0).astype(np.float32))
+    content["test"] += ["images/sub03_brain.nii.gz", {"image": "images/sub03_brain.nii.gz", "label": None,
+                                                      "subject": "x"}]
     listing.write_text(json.dumps(content))
     summary = _run(listing, tmp_path / "pp")
     assert (summary["done"], summary["failed"]) == (3, 5)
     report = json.loads((tmp_path / "pp" / "failures.json").read_text())
-    assert report["num_failed"] == 5
-    errors = {(f["split"], f["index"]): f["error"] for f in report["failed"]}
+    assert (report["run"], report["num_completed"], report["num_failed"]) == ("preprocess", 3, 5)
+    # the format of every batch run (FailureReport), plus where the entry is in the datalist
+    assert all({"case", "stage", "error", "transform", "split", "index"} <= set(f) for f in report["failures"])
+    assert all(f["stage"] == "preprocess" for f in report["failures"])
+    errors = {(f["split"], int(f["index"])): f["error"] for f in report["failures"]}
+    cases = {(f["split"], int(f["index"])): f["case"] for f in report["failures"]}
+    assert cases[("training", 1)].endswith("sub01_t2.nii.gz") and cases[("training", 3)].endswith("absent.nii.gz")
     assert "sub00_brain.nii.gz: the mask has shape (5, 5, 5)" in errors[("training", 0)]
     assert "sub01_t2.nii.gz: the image holds 1 NaN/Inf voxel(s)" in errors[("training", 1)]
     assert "brain mask is empty" in errors[("training", 2)]
     assert errors[("training", 3)].startswith("FileNotFoundError") and "absent.nii.gz" in errors[("training", 3)]
     assert "no 'image'" in errors[("training", 4)]
     written = json.loads((tmp_path / "pp" / "datalist.json").read_text())
-    assert written["training"] == [] and [e["subject"] for e in written["test"]] == ["sub03", "sub03_t2", "x"]
+    assert written["training"] == [] and [e["subject"] for e in written["test"]] == ["sub03", "sub03_brain", "x"]
     assert "label" in written["test"][0] and "label" not in written["test"][1] and "label" not in written["test"][2]
     assert written["metadata"]["preprocessing"]["counts"] == {"done": 3, "skipped": 0, "failed": 5}
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A hospital's install: build the wheel, install it (not editable) into a fresh virtual environment, copy the
+# bundle out of the installed package, and run that copy's inference on the embedded demo from a folder that
+# has nothing to do with the checkout. Usage: bash .ci/wheel_install.sh   (about 2 minutes on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+start=$SECONDS
+export PIP_DISABLE_PIP_VERSION_CHECK=1 MPLBACKEND=Agg
+python3 -m venv "$work/venv"
+# shellcheck disable=SC1091
+source "$work/venv/bin/activate"
+pip install -q torch==2.13.0
+pip wheel -q --no-deps -w "$work/dist" "$repo"
+pip install -q "$work"/dist/disyre_monai-*.whl
+echo "wheel built and installed: $((SECONDS - start)) s"
+mkdir "$work/elsewhere" && cd "$work/elsewhere"
+python - <<'PY'
+import disyre_monai, disyre_monai.bundle_files as b
+root = b.bundle_root()
+assert "site-packages" in str(root), f"the bundle must come from the installed wheel, not a checkout: {root}"
+assert "site-packages" in disyre_monai.__file__, disyre_monai.__file__
+print(f"bundle in the installed package: {root}")
+PY
+disyre-monai bundle my_bundle
+python -m monai.bundle run inference --config_file my_bundle/configs/inference.json --output_dir maps --device cpu \
+    --progress False
+python - <<'PY'
+from pathlib import Path
+import nibabel as nib
+from disyre_monai.data.demo import demo_datalist
+maps = sorted(Path("maps").glob("*_anomaly_map.nii.gz"))
+cases = demo_datalist()["test"]
+assert len(maps) == len(cases), f"{len(maps)} maps for {len(cases)} demo patients"
+for case in cases:
+    name = Path(case["image"]).name.replace(".nii.gz", "")
+    image, amap = nib.load(case["image"]), nib.load(f"maps/{name}_anomaly_map.nii.gz")
+    assert amap.shape == image.shape and (abs(amap.affine - image.affine) < 1e-4).all(), name
+print(f"inference of the copied bundle from {Path.cwd()}: {len(maps)} anomaly maps on their inputs' grids")
+PY
+echo "wheel install test: $((SECONDS - start)) s"
