@@ -30,7 +30,6 @@ Timings on a shared machine vary; the ratios are measured inside one run, so bot
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import torch
 from ignite.engine import Events
+from inference_compare import parse_overrides  # the benchmarks' folder is the script's folder on sys.path
 from monai.bundle import ConfigWorkflow
 from monai.transforms import Randomizable
 
@@ -239,19 +239,6 @@ def _timed(fn: Callable, arg, label: str, totals: dict[str, float]):
         return fn(arg)
     finally:
         totals[label] += time.perf_counter() - start
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value pairs, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def main() -> None:
