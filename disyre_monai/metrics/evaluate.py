@@ -30,8 +30,14 @@ from disyre_monai.transforms.validation import check_same_grid
 
 #: baselines computed from the images themselves
 BASELINES = ("zscore", "normative")
-#: the cases' files read together (the bundle's ``volume_keys``); each method's map is added as ``map<i>``.
+#: the cases' files read together (the bundle's ``volume_keys``); each method's map is read under
+#: ``"<method> map"`` (so that a file error names the method).
 VOLUME_KEYS = ("image", "mask", "label")
+
+
+def _map_key(method: str) -> str:
+    """The key a method's map is loaded under."""
+    return f"{method} map"
 
 
 def find_map(maps_dir: Path, image_path: str, postfix: str) -> Path:
@@ -99,7 +105,7 @@ def _score_split(entries: list[dict], maps: dict[str, Path], postfix: str, load,
                  evaluation: AnomalyEvaluation, failures: FailureReport, stage: str, progress: bool) -> None:
     """Add every case of ``entries`` to ``evaluation`` (all methods' maps or none); failures are recorded with the
     stage ``"load"`` (files, checks, grids; ``"calibration load"`` for the calibration split) or ``stage``."""
-    map_keys = {f"map{i}": name for i, name in enumerate(maps)}
+    map_keys = {_map_key(name): name for name in maps}
     for entry in tqdm(entries, desc=f"{stage} ({evaluation.protocol.name})", disable=not progress):
         try:
             files = {key: str(find_map(maps[name], entry["image"], postfix)) for key, name in map_keys.items()}
@@ -167,7 +173,7 @@ def evaluate_maps(maps_dir: str | Sequence[str] | Mapping[str, str], output_dir:
     maps = parse_maps(maps_dir, model_name)
     look_up_protocol(protocol)
     entries = load_datalist(dataset_dir, datalist, split)
-    map_keys = [f"map{i}" for i in range(len(maps))]
+    map_keys = [_map_key(name) for name in maps]
     load = bundle_preprocessing(bundle_dir, volume_keys=[*VOLUME_KEYS, *map_keys])
     extra = _baselines(baselines, dataset_dir, datalist, normative_split,
                        bundle_preprocessing(bundle_dir, volume_keys=list(VOLUME_KEYS)), progress)
