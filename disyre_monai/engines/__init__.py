@@ -1,6 +1,6 @@
 """Engines: what MONAI's trainer and evaluators need around them (the restoration prepare-batch, the diffusion
 baselines' training step, the latent-diffusion stages' prepare-batch classes, an evaluator that survives bad cases,
-resumable batch outputs).
+resumable batch outputs, sharded inference across ``torchrun`` processes).
 
 Deprecated here (moved in 0.3.0; the old names resolve, with a ``FutureWarning``, until 0.4.0): the checkpoint
 handlers, ``GradientClipping`` and the RNG-state helpers (to :mod:`disyre_monai.handlers`), the guarded datasets
@@ -10,6 +10,7 @@ and the training stream (to :mod:`disyre_monai.data`), the failure report (to :m
 from disyre_monai.utils import moved_names
 
 from .diffusion import DenoisingInferer, DiffusionTrainingPrepareBatch
+from .distributed import gather_failures, refuse_sharded_evaluation, shard_cases
 from .guarded import GuardedEvaluator
 from .latent_diffusion import LatentDiffusionPrepareBatch, ReconstructionPrepareBatch
 from .outputs import case_outputs, pending_cases
@@ -17,7 +18,8 @@ from .prepare_batch import RestorationPrepareBatch
 
 __all__ = [
     "DenoisingInferer", "DiffusionTrainingPrepareBatch", "GuardedEvaluator", "LatentDiffusionPrepareBatch",
-    "ReconstructionPrepareBatch", "RestorationPrepareBatch", "case_outputs", "pending_cases",
+    "ReconstructionPrepareBatch", "RestorationPrepareBatch", "case_outputs", "gather_failures", "pending_cases",
+    "refuse_sharded_evaluation", "shard_cases",
 ]
 
 __getattr__ = moved_names(__name__, {

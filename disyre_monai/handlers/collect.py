@@ -16,6 +16,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.inferers import Inferer
 
+from disyre_monai.engines.distributed import SHARDED_EVALUATION, sharded_cases
 from disyre_monai.metrics.cases import voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import Protocol, look_up_protocol
@@ -53,6 +54,16 @@ class CaseCollector(ABC):
         return AnomalyEvaluation(self.protocol, self.methods)
 
     def attach(self, engine: Engine) -> None:
+        """Attach to ``engine``.
+
+        Raises:
+            RuntimeError: when the engine's cases are one rank's share (``multi_gpu_inference.json`` on top of
+                ``evaluate.json``): the metrics need every case.
+        """
+        shard = sharded_cases(getattr(engine, "data_loader", None))
+        if shard is not None:
+            raise RuntimeError(f"{type(self).__name__} on process {shard.rank} of {shard.world_size}: "
+                               f"{SHARDED_EVALUATION}")
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.COMPLETED, self._completed)
