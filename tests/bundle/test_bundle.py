@@ -178,6 +178,8 @@ def test_training_and_inference_load_a_case_alike():
       keeps ValidateImaged's default ``"error"``, so that no model learns from repaired voxels;
     - inference.json names the files it reads in ``volume_keys``, so that ``disyre-monai evaluate`` can read a
       saved map with the scan; training names the same three keys in place;
+    - inference.json checks every input against the model space card, or takes it into the model's space
+      (``ToModelSpaced``, ``--preprocess True``), before the same reorientation; training data define the card;
     - training then drops the lesion label (``drop_lesion_label``) and goes on with random slices, patches,
       augmentation and the corruption (``train#preprocessing``); validation draws fixed samples the same way.
     """
@@ -187,9 +189,12 @@ def test_training_and_inference_load_a_case_alike():
     for name, path in (("train", TRAIN), ("infer", INFER)):
         parsers[name] = ConfigParser()
         parsers[name].read_config(path)
+        parsers[name]["bundle_root"] = str(REPO / "bundle")
     train, infer = parsers["train"], parsers["infer"]
     shared = _describe(train.get_parsed_content("load_transforms"))
-    assert shared == _describe(infer.get_parsed_content("preprocessing").transforms)
+    inference_steps = infer.get_parsed_content("preprocessing").transforms
+    assert [type(t).__name__ for t in inference_steps[2:4]] == ["ValidateImaged", "ToModelSpaced"]
+    assert shared == _describe([*inference_steps[:3], *inference_steps[4:]])
     assert {"nonfinite", "volume_keys"} <= set(infer.config) and not {"nonfinite", "volume_keys"} & set(train.config)
     assert "nonfinite" not in train.config["load_transforms"][2] and infer.config["nonfinite"] == "error"
     for key in ("validate#cases#transform", "lesion_validate#dataset#transform"):
