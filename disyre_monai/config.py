@@ -75,7 +75,9 @@ def bundle_preprocessing(bundle_dir: str | os.PathLike | None = None, config_fil
     the bundle, so that every entry point loads and checks scans the same way.
 
     The transforms read the volumes of a case (``CheckImageFilesd`` on the files, ``LoadImaged``,
-    ``ValidateImaged``, reorientation to RAS, brain mask, intensity scaling; see ``inference.json``).
+    ``ValidateImaged``, reorientation to RAS, brain mask, intensity scaling; see ``inference.json``). The scans
+    are not checked against the model space card (``ToModelSpaced`` with ``model_space=None``) unless
+    ``model_space`` is given in ``settings``.
     ``disyre-monai evaluate`` and ``disyre-monai validate`` use them.
 
     Args:
@@ -101,6 +103,8 @@ def bundle_preprocessing(bundle_dir: str | os.PathLike | None = None, config_fil
     if unknown:
         raise KeyError(f"bundle_preprocessing: {root / config_file} has no setting {', '.join(unknown)}.")
     parser["bundle_root"] = str(root.resolve())
+    if "model_space" in parser and "model_space" not in settings:
+        parser["model_space"] = None  # no model scores these scans: reorient them, without the model space check
     for key, value in settings.items():
         parser[key] = value
     return parser.get_parsed_content("preprocessing")

@@ -38,6 +38,8 @@ from disyre_monai.utils import source_name
 logger = logging.getLogger(__name__)
 
 MISMATCH_ACTIONS = ("error", "warn")
+#: the words that start the message of an input outside the model's space (after its file name).
+MISMATCH_MESSAGE = "does not match the model's space"
 #: how each mismatch is fixed, quoted in errors.
 FIX = ("run with --preprocess True to preprocess it on the fly (reorient, resample, skull-strip, register to the "
        "model's template; results are mapped back onto the input's grid), or preprocess it as the training data were "
@@ -107,7 +109,8 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
     - ``preprocess=False``: the image must already be in the model's space. Spacing, grid or skull that differ
       from the card raise a ``ValueError`` naming the file, each mismatch and the fix (``on_mismatch="warn"``
       logs a warning instead and scores the image as it is); another orientation is adapted losslessly, with a
-      warning.
+      warning, and so is a grid that is a part or an extension of the model's grid voxel for voxel (a slab of
+      axial slices, a larger field of view).
     - ``preprocess=True``: :func:`~disyre_monai.preprocess.case.preprocess_volumes` with the card's spacing,
       template and grid: skull stripping (the case's mask, ROBEX or HD-BET; see ``PreprocessSettings``), optional
       N4, affine registration to the template and resampling onto the model's grid. The mask key then holds the
@@ -119,7 +122,8 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
 
     Args:
         keys: the image key (one).
-        model_space: the card (:class:`ModelSpace` or its JSON dict).
+        model_space: the card (:class:`ModelSpace` or its JSON dict), or None to only reorient to RAS without any
+            check (for code that loads scans without scoring them with the model, e.g. ``disyre-monai evaluate``).
         mask_key: brain mask key (optional in the data).
         label_key: lesion label key (optional in the data).
         preprocess: take inputs into the model's space instead of only checking them.
@@ -131,7 +135,7 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        model_space: ModelSpace | dict,
+        model_space: ModelSpace | dict | None,
         mask_key: str | None = "mask",
         label_key: str | None = "label",
         preprocess: bool = False,
@@ -141,23 +145,32 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
         MapTransform.__init__(self, keys)
         if len(self.keys) != 1:
             raise ValueError(f"ToModelSpaced: keys must name one image, got {self.keys}.")
-        self.model_space = model_space if isinstance(model_space, ModelSpace) else ModelSpace.from_dict(model_space)
+        if model_space is not None and not isinstance(model_space, ModelSpace):
+            model_space = ModelSpace.from_dict(model_space)
+        self.model_space = model_space
         self.mask_key, self.label_key = mask_key, label_key
         self.preprocess = bool(preprocess)
+        if self.preprocess and model_space is None:
+            raise ValueError("ToModelSpaced: preprocess=True needs the model space card (model_space), got None.")
         self.on_mismatch = look_up_option(on_mismatch, MISMATCH_ACTIONS)
         self.settings = self.model_space.preprocess_settings(**dict(options or {})) if self.preprocess else None
         if self.settings is not None:
             self.settings = self.settings.resolve()  # checks optional packages and loads the template once
 
     def _check(self, volumes: dict[str, MetaTensor], name: str, input_affine: np.ndarray) -> None:
+        if self.model_space is None:
+            return
         codes = axis_codes(input_affine)
         if codes != self.model_space.orientation:
             logger.warning(f"{name}: orientation {codes} reoriented to {self.model_space.orientation} (lossless); "
                            "the outputs are written back in the input's orientation.")
+        note = self.model_space.extent_note(volumes["image"])
+        if note is not None:
+            logger.warning(f"{name}: {note}.")
         found = self.model_space.mismatches(volumes["image"], volumes.get("mask"))
         if not found:
             return
-        text = f"{name}: does not match the model's space: " + "; ".join(f"{k}: {v}" for k, v in found.items())
+        text = f"{name}: {MISMATCH_MESSAGE}: " + "; ".join(f"{k}: {v}" for k, v in found.items())
         if self.on_mismatch == "warn":
             logger.warning(f"{text}. Scored as it is (on_mismatch='warn'); the map may be meaningless.")
             return
@@ -172,7 +185,8 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
         roles = {"image": key, "mask": self.mask_key, "label": self.label_key}
         volumes = {role: d[k] for role, k in roles.items() if k is not None and k in d}
         record = {"input_affine": input_affine.tolist(), "input_shape": [int(n) for n in image.shape[1:]],
-                  "input_orientation": axis_codes(input_affine), "preprocessed": self.preprocess}
+                  "input_orientation": axis_codes(input_affine), "preprocessed": self.preprocess,
+                  "mode": "bilinear"}  # what inverse() interpolates with; Invertd(nearest_interp=True) sets "nearest"
         if self.preprocess:
             case = preprocess_volumes(volumes, self.settings, name)
             volumes = case.volumes
@@ -192,13 +206,14 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
 
     def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         """Map ``keys`` (e.g. an anomaly map carrying the image's operations, as ``Invertd`` passes it) back onto
-        the input's grid (linear interpolation)."""
+        the input's grid: linear interpolation, or nearest neighbour under ``Invertd(nearest_interp=True)`` (masks)."""
         d = dict(data)
         for key in self.key_iterator(d):
             operation = self.pop_transform(d[key])
             volume = d[key]
+            role = "mask" if operation["extra_info"].get("mode") == "nearest" else "map"
             restored = to_input_grid(volume, np.asarray(operation["extra_info"]["model_affine"]),
-                                     operation["extra_info"], "map")
+                                     operation["extra_info"], role)
             d[key] = _with_meta(volume if isinstance(volume, MetaTensor) else restored, restored)
         return d
 

@@ -171,6 +171,25 @@ class ModelSpace:
             **options,
         )
 
+    def on_model_grid(self, image: MetaTensor) -> bool:
+        """True when ``image`` (RAS) lies on the model's grid with another extent: a part of it (e.g. a slab of
+        axial slices) or a larger field of view, voxel for voxel (same spacing and axes, whole-voxel offset).
+        Such an image is in the model's space; it is scored as it is, with a warning (:meth:`extent_note`)."""
+        if self.affine is None:
+            return False
+        index_map = np.linalg.inv(np.asarray(self.affine, dtype=np.float64)) @ affine_of(image)
+        offset = index_map[:3, 3]
+        return bool(np.allclose(index_map[:3, :3], np.eye(3), atol=1e-4)
+                    and np.allclose(offset, np.round(offset), atol=1e-3))
+
+    def extent_note(self, image: MetaTensor) -> str | None:
+        """A warning for an image on the model's grid with another extent (:meth:`on_model_grid`), else None."""
+        shape = tuple(int(n) for n in image.shape[1:])
+        if self.spatial_shape is None or shape == tuple(self.spatial_shape) or not self.on_model_grid(image):
+            return None
+        return (f"grid of {_voxels(shape)} voxels, a part or an extension of the model's grid "
+                f"({_voxels(self.spatial_shape)}) voxel for voxel: scored as it is")
+
     def mismatches(self, image: MetaTensor, brain_mask: MetaTensor | None = None) -> dict[str, str]:
         """How an image (reoriented to RAS) differs from this space: ``{"spacing"|"grid"|"skull": text}``.
 
@@ -184,7 +203,8 @@ class ModelSpace:
             found["spacing"] = (f"voxel spacing {_mm(spacing)} mm, the model's is {_mm(self.spacing)} mm")
         shape = tuple(int(n) for n in image.shape[1:])
         if self.spatial_shape is not None and shape != tuple(self.spatial_shape):
-            found["grid"] = f"grid of {_voxels(shape)} voxels, the model's is {_voxels(self.spatial_shape)}"
+            if not self.on_model_grid(image):
+                found["grid"] = f"grid of {_voxels(shape)} voxels, the model's is {_voxels(self.spatial_shape)}"
         elif self.affine is not None and self.template is not None:
             distance = _corner_distance_mm(affine_of(image), np.asarray(self.affine), shape)
             if distance > GRID_TOLERANCE_VOXELS * min(self.spacing or spacing):

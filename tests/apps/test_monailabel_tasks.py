@@ -30,6 +30,8 @@ def test_prepare_app_copies_the_bundle_and_keeps_trained_weights(tmp_path):
     assert (app / "main.py").read_text().count("DisyreLabelApp") == 1
     assert model.read_bytes() == (BUNDLE / "models" / "model.pt").read_bytes()
     assert (app / BUNDLE_SUBDIR / "configs" / "inference.json").is_file()
+    template = app / BUNDLE_SUBDIR / "models" / "template_brain.nii.gz"  # the model space card's template
+    assert template.read_bytes() == (BUNDLE / "models" / "template_brain.nii.gz").read_bytes()
     model.write_bytes(b"fine-tuned")
     prepare_app(app, BUNDLE)
     assert model.read_bytes() == b"fine-tuned", "a restart must keep the fine-tuned weights"

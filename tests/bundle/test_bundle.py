@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -13,10 +14,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, verify_net_in_out
+from monai.bundle import ConfigParser, ConfigWorkflow, verify_net_in_out
 
 from disyre_monai.data.demo import demo_datalist
 from disyre_monai.networks import DisyreUNet
+from disyre_monai.preprocess import load_model_space
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundle" / "configs"
@@ -80,6 +82,25 @@ def test_metadata_is_valid_against_schema_offline():
     metadata = json.loads((CONFIGS / "metadata.json").read_text())
     jsonschema.validate(metadata, schema)
     assert metadata["version"] in metadata["changelog"]
+
+
+def test_shipped_card_is_the_one_training_writes_for_the_demo_weights():
+    """metadata.json's model space card describes the data the demo weights were trained on: what train.json's
+    ``model_space`` measures from the embedded demo data, with the template shipped in the bundle."""
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser["bundle_root"] = str(REPO / "bundle")
+    trained = parser.get_parsed_content("model_space")
+    shipped = load_model_space(REPO / "bundle" / "models" / "model.pt", CONFIGS / "metadata.json")
+    assert shipped.template == "models/template_brain.nii.gz"
+    assert Path(shipped.template_file).read_bytes() == Path(trained.template_file).read_bytes()
+    assert replace(shipped, template=trained.template) == trained
+    assert shipped.as_dict() | {"template": None} == {
+        "modality": "T1", "template": None, "template_mask": None, "spacing": [2.0, 2.0, 2.0],
+        "spatial_shape": [91, 109, 91],
+        "affine": [[2.0, 0, 0, -90.0], [0, 2.0, 0, -126.0], [0, 0, 2.0, -72.0], [0, 0, 0, 1.0]],
+        "orientation": "RAS", "skull_stripped": True,
+        "intensity": {"method": "percentile", "percentile": 98.0, "within_mask": True, "clip": [0.0, 1.0]}}
 
 
 def test_metadata_names_the_package_version():
@@ -157,6 +178,8 @@ def test_training_and_inference_load_a_case_alike():
       keeps ValidateImaged's default ``"error"``, so that no model learns from repaired voxels;
     - inference.json names the files it reads in ``volume_keys``, so that ``disyre-monai evaluate`` can read a
       saved map with the scan; training names the same three keys in place;
+    - inference.json checks every input against the model space card, or takes it into the model's space
+      (``ToModelSpaced``, ``--preprocess True``), before the same reorientation; training data define the card;
     - training then drops the lesion label (``drop_lesion_label``) and goes on with random slices, patches,
       augmentation and the corruption (``train#preprocessing``); validation draws fixed samples the same way.
     """
@@ -166,9 +189,12 @@ def test_training_and_inference_load_a_case_alike():
     for name, path in (("train", TRAIN), ("infer", INFER)):
         parsers[name] = ConfigParser()
         parsers[name].read_config(path)
+        parsers[name]["bundle_root"] = str(REPO / "bundle")
     train, infer = parsers["train"], parsers["infer"]
     shared = _describe(train.get_parsed_content("load_transforms"))
-    assert shared == _describe(infer.get_parsed_content("preprocessing").transforms)
+    inference_steps = infer.get_parsed_content("preprocessing").transforms
+    assert [type(t).__name__ for t in inference_steps[2:4]] == ["ValidateImaged", "ToModelSpaced"]
+    assert shared == _describe([*inference_steps[:3], *inference_steps[4:]])
     assert {"nonfinite", "volume_keys"} <= set(infer.config) and not {"nonfinite", "volume_keys"} & set(train.config)
     assert "nonfinite" not in train.config["load_transforms"][2] and infer.config["nonfinite"] == "error"
     for key in ("validate#cases#transform", "lesion_validate#dataset#transform"):
@@ -188,7 +214,10 @@ def test_training_writes_checkpoints_and_final_model(tmp_path):
     _run_workflow(TRAIN, "train", output_dir=str(tmp_path), **TINY_TRAIN)
     models = tmp_path / "models"
     names = sorted(p.name for p in models.iterdir())
-    assert names == ["checkpoint_00000004.pt", "checkpoint_00000006.pt", "model.pt", "model_best.pt"], names
+    assert names == ["checkpoint_00000004.pt", "checkpoint_00000006.pt", "model.pt", "model_best.pt",
+                     "model_space.json", "template.nii.gz"], names
+    card = load_model_space(models / "model.pt", CONFIGS / "metadata.json")  # the run's own card, not the bundle's
+    assert card.template_file == str(models / "template.nii.gz") and card.spatial_shape == (91, 109, 91)
     state = torch.load(models / "model.pt", weights_only=True)
     DisyreUNet(preset="small").load_state_dict(state)
     checkpoint = torch.load(models / "checkpoint_00000006.pt", weights_only=True)

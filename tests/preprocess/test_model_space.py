@@ -122,8 +122,8 @@ def test_each_mismatch_stops_with_the_file_the_problem_and_the_fix(tmp_path, pat
     if mismatch == "spacing":
         entry = {"image": _rewrite(patient["image"], out, scale_spacing=1.0)}
         expected = r"spacing: voxel spacing \(1, 1, 1\) mm, the model's is \(2, 2, 2\) mm"
-    elif mismatch == "grid":
-        entry = {"image": _rewrite(patient["image"], out, crop=np.s_[5:-5])}
+    elif mismatch == "grid":  # another extent, half a voxel off the model's grid
+        entry = {"image": _rewrite(patient["image"], out, crop=np.s_[5:-5], affine=_shifted(1.0))}
         expected = r"grid: grid of 81 x 109 x 91 voxels, the model's is 91 x 109 x 91"
     elif mismatch == "grid position":
         shifted = DEMO_AFFINE.copy()
@@ -147,8 +147,35 @@ def test_a_skull_inside_a_given_mask_is_a_mismatch_too(tmp_path, patient, demo_c
         _load(entry, demo_card)
 
 
+def _shifted(x_mm: float) -> np.ndarray:
+    shifted = DEMO_AFFINE.copy()
+    shifted[0, 3] += x_mm
+    return shifted
+
+
+def test_a_slab_of_the_model_grid_is_scored_with_a_warning_and_restored_exactly(tmp_path, patient, demo_card,
+                                                                                 caplog):
+    """16 axial slices of a registered scan (what a clinician may export) lie on the model's grid voxel for voxel:
+    in the model's space, so scored as they are, with a warning; the output goes back onto the slab unchanged."""
+    img = nib.load(patient["image"])
+    slab_affine = DEMO_AFFINE.copy()
+    slab_affine[2, 3] += 2.0 * 40
+    path = _rewrite(patient["image"], tmp_path / "slab.nii.gz", crop=np.s_[:, :, 40:56], affine=slab_affine)
+    with caplog.at_level(logging.WARNING, logger="disyre_monai.preprocess.model_space"):
+        data = _load({"image": path, "mask": _rewrite(patient["mask"], tmp_path / "slab_mask.nii.gz",
+                                                        crop=np.s_[:, :, 40:56], affine=slab_affine)}, demo_card)
+    assert "slab.nii.gz: grid of 91 x 109 x 16 voxels, a part or an extension of the model's grid" in caplog.text
+    back = RestoreInputGridd("map", "image", "map")({**data, "map": data["image"] * 3.0})["map"]
+    np.testing.assert_array_equal(back[0].numpy(), 3.0 * img.get_fdata(dtype=np.float32)[:, :, 40:56])
+    np.testing.assert_allclose(affine_of(back), slab_affine)
+    with pytest.raises(ValueError, match=r"slab_off.nii.gz: does not match the model's space: grid: grid of 91 x 109 "
+                       r"x 16 voxels, the model's is 91 x 109 x 91"):  # half a voxel off the model's grid
+        _load({"image": _rewrite(patient["image"], tmp_path / "slab_off.nii.gz", crop=np.s_[:, :, 40:56],
+                                 affine=slab_affine + np.pad([[1.0]], [(2, 1), (3, 0)]))}, demo_card)
+
+
 def test_warn_scores_a_mismatched_input_with_a_warning(tmp_path, patient, demo_card, caplog):
-    entry = {"image": _rewrite(patient["image"], tmp_path / "crop.nii.gz", crop=np.s_[5:-5])}
+    entry = {"image": _rewrite(patient["image"], tmp_path / "crop.nii.gz", crop=np.s_[5:-5], affine=_shifted(1.0))}
     with caplog.at_level(logging.WARNING, logger="disyre_monai.preprocess.model_space"):
         data = _load(entry, demo_card, on_mismatch="warn")
     assert data["image"].shape[1:] == (81, 109, 91)

@@ -17,7 +17,8 @@ from tests.reliability import bad_inputs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bundle" / "configs"
 INFER, EVALUATE = str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")
-TINY_INFER = {"device": "cpu", "progress": False, "num_steps": 1}
+# tiny synthetic cases, not in the demo weights' space: the model space check is off (tested in tests/bundle)
+TINY_INFER = {"device": "cpu", "progress": False, "num_steps": 1, "model_space": None}
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "bundle" / "configs"
 def preprocessing():
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
+    parser["model_space"] = None  # tiny synthetic cases, not in the demo weights' space (tested in tests/bundle)
     return parser.get_parsed_content("preprocessing")
 
 
@@ -171,6 +172,7 @@ def test_inference_preprocessing_as_monai_label_uses_it(tmp_path, bad_cases):
 
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
+    parser["model_space"] = None  # tiny synthetic cases, not in the demo weights' space (tested in tests/bundle)
     pre = parser.get_parsed_content("preprocessing")
     for t in pre.transforms:
         if isinstance(t, LoadImaged):

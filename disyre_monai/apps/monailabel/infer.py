@@ -11,14 +11,15 @@ from typing import Any
 from disyre_monai.apps.monailabel._compat import require_monailabel
 from disyre_monai.apps.monailabel.transforms import AnomalyOutputd, CaseScoresd, wants_heatmap
 from disyre_monai.apps.monailabel.validation import VOLUME_SUFFIXES, check_volume_array, volume_suffix
+from disyre_monai.preprocess.model_space import MISMATCH_MESSAGE, RestoreInputGridd
 from disyre_monai.utils import check_int, check_number
 
 require_monailabel()
 
+from monai.transforms import SqueezeDimd  # noqa: E402
 from monailabel.interfaces.exception import MONAILabelError, MONAILabelException  # noqa: E402
 from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
 from monailabel.tasks.infer.bundle import BundleInferTask  # noqa: E402
-from monailabel.transform.post import Restored  # noqa: E402
 from monailabel.utils.others.generic import file_ext  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,21 @@ logger = logging.getLogger(__name__)
 #: label map values, as the clients name them.
 LABELS = {"anomaly": 1}
 DEFAULT_TOP_K = 100
+#: ``--conf preprocess VALUE``: raw scans (full head, native space) are preprocessed on the fly.
+PREPROCESS_CONF = "preprocess"
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def preprocess_setting(conf: dict[str, str]) -> bool:
+    """The app's ``--conf preprocess true|false`` (default false).
+
+    Raises:
+        ValueError: for another value, naming the setting and what is allowed.
+    """
+    value = str(conf.get(PREPROCESS_CONF, "false")).strip().lower()
+    if value not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"DisyreInferTask: --conf {PREPROCESS_CONF} must be true or false, got {value!r}.")
+    return value in TRUE_WORDS
 
 
 class DisyreInferTask(BundleInferTask):
@@ -36,8 +52,10 @@ class DisyreInferTask(BundleInferTask):
     postprocessing (which writes NIfTI and PNG files for the batch command) is replaced by:
 
     1. case-level scores of the anomaly map inside the brain (max, mean, top-k mean, anomalous voxels and
-       volume) into the JSON result, under ``"scores"``;
-    2. MONAI Label's ``Restored``: back to the input's orientation and grid (the inverse of ``Orientationd``);
+       volume, in the model's space) into the JSON result, under ``"scores"``;
+    2. :class:`~disyre_monai.preprocess.RestoreInputGridd`: back onto the input's own grid (shape and affine):
+       the exact inverse of the reorientation, and with ``--conf preprocess true`` of the resampling and the
+       registration to the model's template too;
     3. the output: a uint8 label map (0 background, 1 anomaly where ``score >= threshold``), which is what the
        stock 3D Slicer and OHIF clients request (``result_dtype=uint8``), or the float32 anomaly heatmap when the
        request asks for a float ``result_dtype`` (REST: ``params={"result_dtype": "float32"}``).
@@ -47,12 +65,16 @@ class DisyreInferTask(BundleInferTask):
 
     Args:
         path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
-        conf: the app's ``--conf`` settings (``preload``: load the network at start).
+        conf: the app's ``--conf`` settings: ``preload`` (load the network at start); ``preprocess`` ("true": the
+            studies are raw scans, taken into the model's space on the fly by the bundle's ``--preprocess True``:
+            reorientation, resampling, skull stripping with ROBEX, registration to the template; "false", the
+            default: scans must already be in the model's space, and one that is not is refused with the reason).
         top_k: default number of voxels averaged into the top-k score.
         kwargs: passed to ``BundleInferTask``.
 
     Raises:
         FileNotFoundError: when the bundle misses its inference config or model file.
+        ValueError: for a bad ``preprocess`` setting.
     """
 
     def __init__(self, path: str, conf: dict[str, str], top_k: int = DEFAULT_TOP_K, **kwargs) -> None:
@@ -63,13 +85,18 @@ class DisyreInferTask(BundleInferTask):
         kwargs.setdefault("load_strict", True)
         # The bundle's LoadImaged reads optional "mask"/"label" keys; MONAI Label's array-input wrapper of it
         # requires every key, so keep the bundle's loader as it is.
+        preprocess = preprocess_setting(conf or {})
         super().__init__(path, conf, extend_load_image=False, add_post_restore=False, **kwargs)
+        self.bundle_config["preprocess"] = preprocess  # the bundle's --preprocess, read when the transforms are built
+        self.preprocess = preprocess
         self.threshold = check_number("DisyreInferTask", "bundle threshold",
                                       self.bundle_config.get_parsed_content("threshold"))
         self.top_k = check_int("DisyreInferTask", "top_k", top_k, 1, 10**9)
         self.labels = dict(LABELS)
         self.dimension = 3  # the network is 2D, but the task takes and returns volumes
         self._config.update({"threshold": self.threshold, "top_k": self.top_k})
+        if preprocess:
+            self.description = f"{self.description} Raw scans are preprocessed on the fly (--conf preprocess true)."
 
     def request_options(self, data: dict[str, Any]) -> tuple[float, int, bool]:
         """``(threshold, top_k, heatmap)`` of a request, defaults filled in.
@@ -105,6 +132,12 @@ class DisyreInferTask(BundleInferTask):
             raise
         except Exception as error:  # loading and checking errors all mean "this is not a volume we can use"
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if MISMATCH_MESSAGE in reason:  # a scan outside the model's space: say why and how to serve such scans
+                raise MONAILabelException(
+                    MONAILabelError.INVALID_INPUT,
+                    f"{reason} For this server: restart it with `disyre-monai label --preprocess True` to serve raw "
+                    "scans (full head, native space).",
+                ) from None
             raise MONAILabelException(
                 MONAILabelError.INVALID_INPUT,
                 f"{name}: cannot be used as a brain MRI volume ({reason[:300]}); send a single-channel 3D volume "
@@ -117,7 +150,8 @@ class DisyreInferTask(BundleInferTask):
         return [
             CaseScoresd(keys=self.output_label_key, mask_key="mask", threshold=threshold, top_k=top_k,
                         result_key=self.output_json_key),
-            Restored(keys=self.output_label_key, ref_image=self.input_key, invert_orient=True, mode="trilinear"),
+            RestoreInputGridd(keys=self.output_label_key, ref_key=self.input_key, roles="map"),
+            SqueezeDimd(keys=self.output_label_key, dim=0),  # the writer takes (X, Y, Z)
             AnomalyOutputd(keys=self.output_label_key, threshold=threshold,
                            output="heatmap" if heatmap else "label_map"),
         ]

@@ -57,8 +57,9 @@ def prepare_app(app_dir: str | os.PathLike, bundle_dir: str | os.PathLike | None
                 reset_model: bool = False) -> Path:
     """Create or refresh the app folder MONAI Label loads: ``main.py`` and ``model/disyre/`` (the bundle).
 
-    The bundle's configs, docs and licence are copied at every call; ``models/model.pt`` only when the app
-    folder has none yet or ``reset_model`` is True, so weights fine-tuned by the train task survive restarts.
+    The bundle's configs, docs, licence and the model space card's files in ``models/`` (template, card; not the
+    weights) are copied at every call; ``models/model.pt`` only when the app folder has none yet or ``reset_model``
+    is True, so weights fine-tuned by the train task survive restarts.
 
     Args:
         app_dir: the app folder (created).
@@ -79,6 +80,10 @@ def prepare_app(app_dir: str | os.PathLike, bundle_dir: str | os.PathLike | None
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] * path.is_file()
         for file in files:
             _copy_file(file, target / file.relative_to(source))
+    # the model space card's files (template, models/model_space.json of a trained run): inference checks against
+    # them and --preprocess registers to the template; weights (*.pt) are handled below
+    for file in sorted(p for p in (source / "models").glob("*") if p.is_file() and p.suffix != ".pt"):
+        _copy_file(file, target / "models" / file.name)
     model = target / "models" / "model.pt"
     if reset_model or not model.is_file():
         _copy_file(source / "models" / "model.pt", model)
@@ -101,6 +106,7 @@ def start_server(
     port: int = 8000,
     reset_model: bool = False,
     preload: bool = False,
+    preprocess: bool = False,
     log_level: str = "INFO",
 ) -> None:
     """Serve DISYRE to 3D Slicer / OHIF with MONAI Label (blocks until stopped with Ctrl+C).
@@ -119,6 +125,9 @@ def start_server(
         port: TCP port.
         reset_model: replace the served (possibly fine-tuned) weights by the bundle's.
         preload: load the network when the server starts instead of at the first request.
+        preprocess: the studies are raw scans (full head, native space): each is taken into the model's space on
+            the fly (the bundle's ``--preprocess True``) and the label map / heatmap come back on the scan's own
+            grid; without it, scans must already be in the model's space (others are refused with the reason).
         log_level: DEBUG, INFO, WARNING or ERROR.
     """
     from disyre_monai.apps.monailabel._compat import require_monailabel
@@ -132,6 +141,8 @@ def start_server(
             "--uvicorn_app", ASGI_APP, "--verbose", str(log_level).upper(), "--log_level", str(log_level).lower()]
     if preload:
         argv += ["--conf", "preload", "true"]
+    if preprocess:
+        argv += ["--conf", "preprocess", "true"]
     if not os.environ.get("MONAI_LABEL_SESSION_PATH"):
         from monailabel.config import settings
 
