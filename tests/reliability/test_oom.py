@@ -39,7 +39,7 @@ def _volume():
 def test_oom_halves_the_slice_batch_and_gives_the_same_map(error, caplog):
     x = _volume()
     expected = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16)(x, OomAbove(1000))
-    inferer = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16)
+    inferer = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16, batch_severities=False)
     net = OomAbove(3, error)
     with caplog.at_level(logging.WARNING):
         got = inferer(x, net)
@@ -52,11 +52,23 @@ def test_oom_halves_the_slice_batch_and_gives_the_same_map(error, caplog):
     assert max(net.sizes) == 2
 
 
+def test_batched_severities_halve_the_slice_batch_too_and_give_the_same_map():
+    """With the K severities in one forward pass (the default) the network sees K x the slice batch."""
+    x = _volume()
+    expected = DisyreInferer(num_steps=2, size_divisor=8, batch_severities=False)(x, OomAbove(1000))
+    inferer = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16)
+    net = OomAbove(5)
+    got = inferer(x, net)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert net.sizes[:3] == [20, 16, 8], "10 brain slices x 2 severities, then 8 x 2, then 4 x 2, then 2 x 2"
+    assert inferer.current_slice_batch_size == 2 and max(net.sizes[3:]) == 4
+
+
 def test_oom_with_sliding_windows_then_shrinks_the_window_batch():
     x = _volume()
     expected = DisyreInferer(num_steps=1, roi_size=8, overlap=0.5, size_divisor=8)(x, OomAbove(1000))
     inferer = DisyreInferer(num_steps=1, roi_size=8, overlap=0.5, size_divisor=8, slice_batch_size=4,
-                            sw_batch_size=8)
+                            sw_batch_size=8, batch_severities=False)
     got = inferer(x, OomAbove(2))
     assert torch.allclose(got, expected, atol=1e-6)
     assert inferer.current_slice_batch_size == 1 and inferer.current_sw_batch_size == 2
