@@ -51,9 +51,12 @@ class OnnxNetwork(torch.nn.Module):
         providers: ONNX Runtime execution providers in order of preference (default: CUDA when this
             onnxruntime has it and PyTorch sees a GPU, then CPU).
         num_threads: intra-op threads of the CPU provider (0: ONNX Runtime's default, one per core).
+        size_divisor: the exported network's downsampling factor (the PyTorch network's ``size_divisor``), which
+            the inferer reads to pad whole slices exactly as it does for the PyTorch network; None leaves it unset.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None, num_threads: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None, num_threads: int = 0,
+                 size_divisor: int | None = None) -> None:
         super().__init__()
         ort = _import_onnxruntime()
         path = Path(path)
@@ -79,6 +82,8 @@ class OnnxNetwork(torch.nn.Module):
         channels = self.session.get_inputs()[0].shape[1]
         self.in_channels = channels if isinstance(channels, int) else None
         self.path = path
+        if size_divisor is not None:
+            self.size_divisor = check_int(type(self).__name__, "size_divisor", size_divisor, 1, 4096)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Restore ``x`` ``(N, C, H, W)`` at ``timesteps`` ``(N,)``: ``(N, C, H, W)`` float32 on ``x.device``."""
@@ -91,13 +96,14 @@ class OnnxNetwork(torch.nn.Module):
 def inference_network(network: torch.nn.Module, device: str | torch.device = "cpu",
                       onnx_path: str | os.PathLike | None = None) -> torch.nn.Module:
     """The network an inference run uses: ``network`` on ``device``, or with ``onnx_path`` the exported model run
-    by ONNX Runtime (:class:`OnnxNetwork`; CUDA provider when available and ``device`` is a GPU, else CPU).
+    by ONNX Runtime (:class:`OnnxNetwork`; CUDA provider when available and ``device`` is a GPU, else CPU), with
+    ``network``'s ``size_divisor`` so that whole slices are padded as for ``network``.
     """
     if not onnx_path:
         return network.to(device)
     on_gpu = torch.device(device).type == "cuda"
     providers = None if on_gpu else ["CPUExecutionProvider"]
-    return OnnxNetwork(onnx_path, providers=providers)
+    return OnnxNetwork(onnx_path, providers=providers, size_divisor=getattr(network, "size_divisor", None))
 
 
 def verification_volume(image: str | os.PathLike | None = None, mask: str | os.PathLike | None = None):
