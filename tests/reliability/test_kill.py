@@ -93,7 +93,7 @@ def test_sigkill_during_batch_inference_then_rerun_finishes_the_rest(tmp_path, i
     entries = json.loads((inference_cases / "datalist.json").read_text())["test"]
     good = [e["image"] for e in entries if "nan" not in e["image"]]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", INFER, "--device", "cpu",
-           "--progress", "False", "--num_steps", "2", "--model_space", "None",
+           "--progress", "False", "--num_steps", "2", "--on_mismatch", "warn",
            "--datalist", str(inference_cases / "datalist.json"),
            "--model_path", str(inference_cases / "model.pt"), "--output_dir", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
