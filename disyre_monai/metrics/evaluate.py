@@ -174,9 +174,9 @@ def evaluate_maps(maps_dir: str | Sequence[str] | Mapping[str, str], output_dir:
     look_up_protocol(protocol)
     entries = load_datalist(dataset_dir, datalist, split)
     map_keys = [_map_key(name) for name in maps]
+    # one loader for the maps and the normative fit (a healthy training case simply has no map keys)
     load = bundle_preprocessing(bundle_dir, volume_keys=[*VOLUME_KEYS, *map_keys])
-    extra = _baselines(baselines, dataset_dir, datalist, normative_split,
-                       bundle_preprocessing(bundle_dir, volume_keys=list(VOLUME_KEYS)), progress)
+    extra = _baselines(baselines, dataset_dir, datalist, normative_split, load, progress)
     methods = [*maps, *extra]
     if isinstance(threshold, Mapping):
         thresholds, source = {str(k): float(v) for k, v in threshold.items()}, "given"
