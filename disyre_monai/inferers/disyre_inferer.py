@@ -242,7 +242,7 @@ class DisyreInferer(SliceAnomalyInferer):
         steps = [int(t)] if isinstance(t, int) else [int(s) for s in t]
         timesteps = torch.tensor(steps, dtype=torch.long, device=x.device).repeat_interleave(x.shape[0])
         inputs = x if len(steps) == 1 else x.repeat(len(steps), *([1] * (x.ndim - 1)))
-        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp and x.device.type == "cuda"):
+        with self.autocast(x.device):
             return network(inputs, timesteps).float()
 
 
