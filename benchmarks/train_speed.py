@@ -48,10 +48,12 @@ DEFAULT_CONFIG = [str(REPO / "bundle" / "configs" / "train.json")]
 
 # Stage of each transform class of the training pipeline (anything else is reported under its class name).
 STAGES = {
-    "slicing": ("RandSlicesd", "CropForegroundd", "SpatialPadd", "RandSpatialCropd", "ResizeWithPadOrCropd"),
+    "slicing": (
+        "RandSlicesd", "CropToMaskd", "CropForegroundd", "SpatialPadd", "RandSpatialCropd", "ResizeWithPadOrCropd",
+    ),
     "augmentation": (
-        "Rand2DElasticd", "RandRotated", "RandZoomd", "RandFlipd", "RandScaleIntensityd", "RandAdjustContrastd",
-        "RandGaussianNoised", "RandGaussianSmoothd", "ScaleIntensityRanged", "RandAffined",
+        "Rand2DElasticd", "LeanRand2DElasticd", "RandRotated", "RandZoomd", "RandFlipd", "RandScaleIntensityd",
+        "RandAdjustContrastd", "RandGaussianNoised", "RandGaussianSmoothd", "ScaleIntensityRanged", "RandAffined",
     ),
     "corruption": ("RandDisyreCorruptiond",),
     "loading": ("CheckImageFilesd", "LoadImaged"),

@@ -8,9 +8,10 @@ from .fixed import FixedSampleDataset
 from .guarded import GuardedCacheDataset, GuardedDataset, guarded_collate, is_failure
 from .lesions import simulate_lesion
 from .stream import ResumableSampleStream, sample_seed
+from .workers import LowerWorkerPriority, available_cpus, data_workers
 
 __all__ = [
     "FixedSampleDataset", "GuardedCacheDataset", "GuardedDataset", "ResumableSampleStream", "calibration_cases",
     "demo_datalist", "demo_root", "guarded_collate", "is_failure", "load_datalist", "optional_datalist",
-    "sample_seed", "simulate_lesion", "write_datalist",
+    "sample_seed", "simulate_lesion", "write_datalist", "LowerWorkerPriority", "available_cpus", "data_workers",
 ]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.data import list_data_collate
+from monai.data import get_track_meta, list_data_collate, set_track_meta
 from monai.transforms import Compose, Randomizable, Transform
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -46,6 +47,17 @@ def stateful_caches(transform: Any) -> list[ForeignPatchCache]:
         elif isinstance(obj, (Transform, Randomizable, Compose)):
             stack.extend((o, depth + 1) for o in vars(obj).values())
     return list(found.values())
+
+
+@contextmanager
+def meta_tracking(enabled: bool) -> Iterator[None]:
+    """MONAI's global metadata tracking set to ``enabled`` inside the block, restored after it."""
+    before = get_track_meta()
+    set_track_meta(enabled)
+    try:
+        yield
+    finally:
+        set_track_meta(before)
 
 
 def _distributed() -> tuple[int, int]:
@@ -80,6 +92,10 @@ class ResumableSampleStream(IterableDataset):
         replay_batches: earlier batches replayed per worker to rebuild stateful caches (None: enough to fill
             the largest cache, plus one; 0: none).
         collate_fn: collates the samples of one batch (default MONAI ``list_data_collate``).
+        track_meta: draw the samples with MONAI's metadata tracking on (``MetaTensor`` in, ``MetaTensor`` out).
+            Default False: the random transforms see and return plain tensors, which halves the data pipeline's
+            cost; the values are the same (a training batch carries no geometry: slices are cut from the volumes
+            without it). The setting is restored after each batch.
     """
 
     def __init__(
@@ -90,6 +106,7 @@ class ResumableSampleStream(IterableDataset):
         shuffle: bool = True,
         replay_batches: int | None = None,
         collate_fn: Callable = list_data_collate,
+        track_meta: bool = False,
     ) -> None:
         name = type(self).__name__
         if len(dataset) == 0:
@@ -102,6 +119,7 @@ class ResumableSampleStream(IterableDataset):
         self.shuffle = bool(shuffle)
         self.replay_batches = None if replay_batches is None else check_int(name, "replay_batches", replay_batches, 0)
         self.collate_fn = collate_fn
+        self.track_meta = bool(track_meta)
         self.start_batch = 0
         self._perm: tuple[int, np.ndarray] | None = None
 
@@ -131,7 +149,8 @@ class ResumableSampleStream(IterableDataset):
     def batch(self, index: int, rank: int = 0, world_size: int = 1):
         """Collated batch ``index`` of ``rank`` (the caches must hold this worker's history; see class docs)."""
         first = (int(index) * world_size + rank) * self.batch_size
-        return self.collate_fn([self.sample(p) for p in range(first, first + self.batch_size)])
+        with meta_tracking(self.track_meta):
+            return self.collate_fn([self.sample(p) for p in range(first, first + self.batch_size)])
 
     def _replay_count(self, probe_index: int, rank: int, world_size: int) -> int:
         """Batches to replay: ``replay_batches``, or enough to refill the largest stateful cache plus one."""

@@ -1,6 +1,7 @@
 """Transforms: input checks, intensity preprocessing, slicing, DISYRE's synthetic-anomaly corruption (array +
 dictionary twins) and the diffusion baselines' per-sample training draws."""
 
+from .augment import LeanRand2DElasticD, LeanRand2DElasticd, LeanRand2DElasticDict
 from .corruption import (
     Corruption,
     RandDisyreCorruption,
@@ -12,7 +13,7 @@ from .diffusion import RandDiffusionDrawD, RandDiffusionDrawd, RandDiffusionDraw
 from .intensity import ScaleByPercentile, ScaleByPercentileD, ScaleByPercentiled, ScaleByPercentileDict
 from .intensity_bias import RandIntensityBias, RandIntensityBiasD, RandIntensityBiasd, RandIntensityBiasDict
 from .shapes import RandAnomalyShape, RandAnomalyShapeD, RandAnomalyShaped, RandAnomalyShapeDict
-from .slices import RandSlicesD, RandSlicesd, RandSlicesDict
+from .slices import CropToMaskD, CropToMaskd, CropToMaskDict, RandSlicesD, RandSlicesd, RandSlicesDict
 from .texture import ForeignPatchCache, RandForeignPatch, RandForeignPatchD, RandForeignPatchd, RandForeignPatchDict
 from .validation import (
     CheckImageFilesD,
@@ -37,4 +38,6 @@ __all__ = [
     "ScaleByPercentile", "ScaleByPercentiled", "ScaleByPercentileD", "ScaleByPercentileDict",
     "ValidateImage", "ValidateImaged", "ValidateImageD", "ValidateImageDict",
     "RandDiffusionDrawd", "RandDiffusionDrawD", "RandDiffusionDrawDict",
+    "LeanRand2DElasticd", "LeanRand2DElasticD", "LeanRand2DElasticDict", "CropToMaskd", "CropToMaskD",
+    "CropToMaskDict",
 ]

@@ -154,6 +154,7 @@ def intensity_bias(
     host: np.ndarray | None = None,
     codebook: Sequence[float] = INTENSITY_CODEBOOK,
     sigma: float = 1.0,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Shift the intensity of the chosen tissue classes inside the shape by ``alpha`` (signed), clip to [0, 1].
 
@@ -167,18 +168,24 @@ def intensity_bias(
         host: image whose intensities define the classes (default ``image``).
         codebook: class intensities.
         sigma: blur of the class region in voxels.
+        labels: ``quantise(host, codebook)`` when the caller has it already (same shape as ``image``).
     """
     if alpha == 0:
         return image
-    labels = quantise(image if host is None else host, codebook)
+    if labels is None:
+        labels = quantise(image if host is None else host, codebook)
     region = np.isin(labels, list(classes)).astype(np.float32)
     region = np.stack([soften(r, sigma) for r in region]) * shape_mask[None]
     return np.clip(image + alpha * region, 0.0, 1.0).astype(image.dtype)
 
 
 def class_counts(
-    image: np.ndarray, shape_mask: np.ndarray, codebook: Sequence[float] = INTENSITY_CODEBOOK
+    image: np.ndarray, shape_mask: np.ndarray, codebook: Sequence[float] = INTENSITY_CODEBOOK,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Number of voxels of each codebook class inside ``shape_mask > 0`` (all channels). Shape: ``(K,)``."""
-    labels = quantise(image, codebook)[:, shape_mask > 0]
+    """Number of voxels of each codebook class inside ``shape_mask > 0`` (all channels). Shape: ``(K,)``.
+
+    ``labels``: ``quantise(image, codebook)`` when the caller has it already.
+    """
+    labels = (quantise(image, codebook) if labels is None else labels)[:, shape_mask > 0]
     return np.bincount(labels.ravel(), minlength=len(codebook))

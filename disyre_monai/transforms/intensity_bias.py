@@ -52,12 +52,14 @@ class RandIntensityBias(RandomizableTransform):
         self.classes: tuple[int, ...] = ()
         self.severity = 0.0
 
-    def randomize(self, img: np.ndarray, shape_mask: np.ndarray) -> None:  # type: ignore[override]
-        """Draw severity, sign and classes for ``img`` ``(C, *spatial)`` and ``shape_mask`` ``spatial``."""
+    def randomize(self, img: np.ndarray, shape_mask: np.ndarray,  # type: ignore[override]
+                  labels: np.ndarray | None = None) -> None:
+        """Draw severity, sign and classes for ``img`` ``(C, *spatial)`` and ``shape_mask`` ``spatial``
+        (``labels``: the codebook classes of ``img``, when already computed)."""
         super().randomize(None)
         self.alpha = self.R.uniform(*self.alpha_range)
         self.sign = 1.0 if self.R.rand() < 0.5 else -1.0
-        counts = F.class_counts(img, shape_mask, self.codebook)
+        counts = F.class_counts(img, shape_mask, self.codebook, labels)
         kept = self.R.rand(len(self.codebook)) < counts / (counts.sum() + self.count_offset)
         if not self._do_transform or counts.sum() == 0:
             self.alpha, self.classes = 0.0, ()
@@ -72,9 +74,10 @@ class RandIntensityBias(RandomizableTransform):
         """
         m = to_numpy(shape_mask, type(self).__name__, "shape_mask")[0]
         host = arr if host is None else host
+        labels = F.quantise(host, self.codebook)  # once: the class draw and the shift both use it
         if randomize:
-            self.randomize(host, m)
-        out = F.intensity_bias(arr, m, self.classes, self.sign * self.alpha, host, self.codebook, self.sigma)
+            self.randomize(host, m, labels)
+        out = F.intensity_bias(arr, m, self.classes, self.sign * self.alpha, host, self.codebook, self.sigma, labels)
         self.severity = float(np.abs(out - arr).max()) if out.size else 0.0
         return out
 

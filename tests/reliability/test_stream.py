@@ -95,3 +95,14 @@ def test_stream_arguments_are_checked():
         ResumableSampleStream(_dataset(), batch_size=0)
     with pytest.raises(ValueError, match="dataset is empty"):
         ResumableSampleStream(CacheDataset([], Compose([])), batch_size=1)
+
+
+def test_batches_are_plain_tensors_with_the_values_of_a_metadata_tracking_stream():
+    from monai.data import get_track_meta
+
+    lean = _take(ResumableSampleStream(_dataset(), batch_size=2, seed=4), 4)
+    tracked = _take(ResumableSampleStream(_dataset(), batch_size=2, seed=4, track_meta=True), 4)
+    assert get_track_meta()  # the global setting is restored after each batch
+    for a, b in zip(lean, tracked):
+        assert type(a["image"]) is torch.Tensor
+        assert _equal(a, {k: torch.as_tensor(v) for k, v in b.items() if k in KEYS})

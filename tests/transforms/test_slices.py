@@ -46,3 +46,45 @@ def test_brain_mask_given_or_derived():
     bad = MetaTensor(torch.zeros(1, 5, 5, 5), meta={"filename_or_obj": "mask.nii.gz"})
     with pytest.raises(ValueError, match="brain mask mask.nii.gz has spatial shape .* image img.nii.gz"):
         EnsureBrainMaskd()({"image": image, "mask": bad})
+
+
+def _monai_crop(data):
+    from monai.transforms import CropForegroundd
+
+    return CropForegroundd(["image", "mask"], source_key="mask", allow_smaller=True)(data)
+
+
+@pytest.mark.parametrize("shape", [(1, 23, 31), (2, 9, 11, 13)])
+def test_crop_to_mask_crops_the_box_monai_crop_foreground_crops(shape):
+    from disyre_monai.transforms import CropToMaskd
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        mask = np.zeros(shape, np.uint8)
+        lo = [int(rng.integers(0, s // 2)) for s in shape[1:]]
+        hi = [int(rng.integers(start + 1, s + 1)) for start, s in zip(lo, shape[1:])]
+        box = (slice(int(rng.integers(0, shape[0])), None), *[slice(a, b) for a, b in zip(lo, hi)])
+        mask[box] = rng.random(mask[box].shape) > 0.3
+        data = {"image": torch.as_tensor(rng.random(shape, dtype=np.float32)), "mask": torch.as_tensor(mask)}
+        ours, monai = CropToMaskd(["image", "mask"], mask_key="mask")(data), _monai_crop(data)
+        for key in ("image", "mask"):
+            assert torch.equal(torch.as_tensor(ours[key]), monai[key].as_tensor()), (trial, key)
+
+
+def test_crop_to_mask_empty_mask_metadata_and_errors():
+    from disyre_monai.transforms import CropToMaskd
+
+    t = CropToMaskd(["image", "mask"], mask_key="mask")
+    empty = t({"image": torch.rand(1, 5, 6), "mask": torch.zeros(1, 5, 6)})
+    assert tuple(empty["image"].shape) == (1, 0, 0)  # as CropForegroundd: nothing to keep
+    mask = torch.zeros(1, 8, 9, 10)
+    mask[0, 2:5, 3:7, 1:4] = 1
+    image = MetaTensor(torch.rand(1, 8, 9, 10), affine=torch.diag(torch.tensor([2.0, 3.0, 4.0, 1.0])),
+                       meta={"filename_or_obj": "head.nii.gz"})
+    ours, monai = t({"image": image, "mask": mask}), _monai_crop({"image": image, "mask": mask})
+    assert torch.equal(ours["image"].affine, monai["image"].affine)  # the origin follows the crop
+    assert tuple(ours["image"].shape) == (1, 3, 4, 3)
+    with pytest.raises(ValueError, match="'image' of head.nii.gz has spatial shape"):
+        t({"image": image, "mask": torch.zeros(1, 8, 9, 9)})
+    with pytest.raises(KeyError, match="mask key 'mask' is not in the sample"):
+        t({"image": image})
