@@ -1,6 +1,7 @@
 """Preprocessing of raw scans into the grid and format the bundle trains on (RAS, 1 mm, skull-stripped,
 optionally bias-corrected and registered to a template, common size), one module per step."""
 
+from .atlas_mask import atlas_brain_mask
 from .bias_field import n4_bias_correction
 from .case import PreprocessedCase, load_case, preprocess_case, preprocess_volumes
 from .crop_pad import crop_or_pad, crop_pad_window
@@ -10,7 +11,13 @@ from .register import register_affine, resample_onto, resample_to_template, tran
 from .reorient import reorient_to_ras
 from .resample import resample_to_spacing
 from .settings import PreprocessSettings
-from .skull_strip import apply_brain_mask, hdbet_brain_mask, robex_brain_mask, skull_presence, threshold_brain_mask
+from .skull_strip import (
+    apply_brain_mask,
+    hdbet_brain_mask,
+    robex_brain_mask,
+    skull_presence,
+    threshold_brain_mask,
+)
 from .space import (
     ModelSpace,
     load_model_space,
@@ -38,6 +45,7 @@ __all__ = [
     "crop_or_pad",
     "crop_pad_window",
     "hdbet_brain_mask",
+    "atlas_brain_mask",
     "load_case",
     "load_template",
     "load_volume",

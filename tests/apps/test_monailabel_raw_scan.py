@@ -60,3 +60,22 @@ def test_the_preprocess_setting_is_checked(tmp_path):
     case = build_raw_case(tmp_path / "case", "1mm", seed=0)
     with pytest.raises(MONAILabelException, match=r"does not match the model's space: spacing.*--preprocess True"):
         task({"image": case["image"], "device": "cpu"})  # a raw scan without preprocess: refused with the reason
+
+
+def test_the_skull_strip_setting_reaches_the_bundle_and_is_checked(tmp_path):
+    from disyre_monai.apps.monailabel.server import start_server
+
+    app = prepare_app(tmp_path / "app", BUNDLE)
+    with pytest.raises(ValueError, match=r"--conf skull_strip must be one of auto, mask, robex, hdbet, atlas, none"):
+        DisyreInferTask(str(app / "model" / "disyre"), {"preprocess": "true", "skull_strip": "bet"})
+    with pytest.raises(ValueError, match=r"skull_strip applies to raw scans; add preprocess=True"):
+        start_server(str(tmp_path / "studies"), app_dir=str(tmp_path / "app"), skull_strip="atlas")
+    task = DisyreInferTask(str(app / "model" / "disyre"), {"preprocess": "true", "skull_strip": "Atlas"})
+    assert task.bundle_config.get_parsed_content("preprocess_options") == {"skull_strip": "atlas", "n4": False,
+                                                                            "seed": 0}
+    case = build_raw_case(tmp_path / "case", "1mm", seed=0)
+    label_file, result = task({"image": case["image"], "device": "cpu"})  # the atlas: seconds, not a minute
+    raw, out = nib.load(case["image"]), nib.load(label_file)
+    assert out.shape == raw.shape
+    np.testing.assert_allclose(out.affine, raw.affine, atol=1e-4)
+    assert result["scores"]["brain_voxels"] > 100_000

@@ -1,5 +1,5 @@
 """PreprocessSettings holds every default and check; skull_presence tells heads from brains; "auto" never takes
-a head for a brain; the HD-BET wiring (with a stand-in HD-BET)."""
+a head for a brain; the HD-BET wiring (with a stand-in HD-BET); the head atlas of skull_strip="atlas"."""
 
 import sys
 import types
@@ -35,7 +35,7 @@ def test_defaults_live_in_the_settings_and_every_value_is_checked():
     resolved = settings.resolve()
     assert resolved.spatial_size == DEFAULT_SPATIAL_SIZE and resolved.center == "brain" and resolved.resolved
     assert PreprocessSettings(spacing=2).spacing == (2.0, 2.0, 2.0)
-    with pytest.raises(ValueError, match="skull_strip must be one of auto, mask, robex, hdbet, none; got 'bet'"):
+    with pytest.raises(ValueError, match="skull_strip must be one of auto, mask, robex, hdbet, atlas, none; got 'bet'"):
         PreprocessSettings(skull_strip="bet")
     with pytest.raises(ValueError, match="registration_sampling must be in"):
         PreprocessSettings(registration_sampling=0)
@@ -92,3 +92,24 @@ def test_hdbet_mode_runs_hdbet_and_reads_its_mask(monkeypatch):
     monkeypatch.setitem(sys.modules, "HD_BET.hd_bet_prediction", None)
     with pytest.raises(ImportError, match="pip install hd-bet"):
         hdbet_brain_mask(_volume(image, PLS_AFFINE))
+
+
+def test_atlas_mode_says_it_needs_simpleitk_before_any_case_runs(monkeypatch):
+    monkeypatch.setitem(sys.modules, "SimpleITK", None)  # import SimpleITK -> ImportError
+    with pytest.raises(ImportError, match="skull_strip='atlas' needs SimpleITK: pip install SimpleITK"):
+        PreprocessSettings(skull_strip="atlas").resolve()
+
+
+def test_the_head_atlas_ships_with_the_package_on_the_demo_grid():
+    from disyre_monai.preprocess.atlas_mask import HEAD_ATLAS, HEAD_ATLAS_BRAIN
+    from disyre_monai.preprocess.volumes import affine_of, load_volume, spatial_array, with_array
+
+    head, brain = load_volume(str(HEAD_ATLAS), "image"), load_volume(str(HEAD_ATLAS_BRAIN), "image")
+    assert tuple(head.shape) == tuple(brain.shape) == (1, 91, 109, 91)
+    np.testing.assert_allclose(affine_of(head), affine_of(brain))
+    fraction = spatial_array(brain)
+    assert 0.0 <= fraction.min() and fraction.max() <= 1.0 + 1e-6
+    volume_ml = float((fraction > 0.5).sum()) * 8 / 1000  # 2 mm voxels
+    assert 1000 < volume_ml < 1900  # an adult brain, not a head
+    assert skull_presence(head) is not None
+    assert skull_presence(with_array(head, spatial_array(head) * (fraction > 0.5))) is None

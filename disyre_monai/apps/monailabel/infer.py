@@ -29,6 +29,8 @@ LABELS = {"anomaly": 1}
 DEFAULT_TOP_K = 100
 #: ``--conf preprocess VALUE``: raw scans (full head, native space) are preprocessed on the fly.
 PREPROCESS_CONF = "preprocess"
+#: ``--conf skull_strip MODE``: how raw scans are skull-stripped (see ``PreprocessSettings.skull_strip``).
+SKULL_STRIP_CONF = "skull_strip"
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -42,6 +44,23 @@ def preprocess_setting(conf: dict[str, str]) -> bool:
     if value not in TRUE_WORDS + FALSE_WORDS:
         raise ValueError(f"DisyreInferTask: --conf {PREPROCESS_CONF} must be true or false, got {value!r}.")
     return value in TRUE_WORDS
+
+
+def skull_strip_setting(conf: dict[str, str]) -> str | None:
+    """The app's ``--conf skull_strip MODE`` (None when not set: the bundle's ``preprocess_options`` decide).
+
+    Raises:
+        ValueError: for a mode :data:`~disyre_monai.preprocess.skull_strip.SKULL_STRIP_MODES` does not hold.
+    """
+    from disyre_monai.preprocess.skull_strip import SKULL_STRIP_MODES
+
+    if conf.get(SKULL_STRIP_CONF) is None:
+        return None
+    value = str(conf[SKULL_STRIP_CONF]).strip().lower()
+    if value not in SKULL_STRIP_MODES:
+        raise ValueError(f"DisyreInferTask: --conf {SKULL_STRIP_CONF} must be one of {', '.join(SKULL_STRIP_MODES)}, "
+                         f"got {value!r}.")
+    return value
 
 
 class DisyreInferTask(BundleInferTask):
@@ -68,13 +87,15 @@ class DisyreInferTask(BundleInferTask):
         conf: the app's ``--conf`` settings: ``preload`` (load the network at start); ``preprocess`` ("true": the
             studies are raw scans, taken into the model's space on the fly by the bundle's ``--preprocess True``:
             reorientation, resampling, skull stripping with ROBEX, registration to the template; "false", the
-            default: scans must already be in the model's space, and one that is not is refused with the reason).
+            default: scans must already be in the model's space, and one that is not is refused with the reason);
+            ``skull_strip`` (with ``preprocess``: "atlas", "robex", ...; default: the bundle's
+            ``preprocess_options``).
         top_k: default number of voxels averaged into the top-k score.
         kwargs: passed to ``BundleInferTask``.
 
     Raises:
         FileNotFoundError: when the bundle misses its inference config or model file.
-        ValueError: for a bad ``preprocess`` setting.
+        ValueError: for a bad ``preprocess`` or ``skull_strip`` setting.
     """
 
     def __init__(self, path: str, conf: dict[str, str], top_k: int = DEFAULT_TOP_K, **kwargs) -> None:
@@ -86,8 +107,12 @@ class DisyreInferTask(BundleInferTask):
         # The bundle's LoadImaged reads optional "mask"/"label" keys; MONAI Label's array-input wrapper of it
         # requires every key, so keep the bundle's loader as it is.
         preprocess = preprocess_setting(conf or {})
+        skull_strip = skull_strip_setting(conf or {})
         super().__init__(path, conf, extend_load_image=False, add_post_restore=False, **kwargs)
         self.bundle_config["preprocess"] = preprocess  # the bundle's --preprocess, read when the transforms are built
+        if skull_strip is not None:
+            options = dict(self.bundle_config.get("preprocess_options") or {})
+            self.bundle_config["preprocess_options"] = {**options, "skull_strip": skull_strip}
         self.preprocess = preprocess
         self.threshold = check_number("DisyreInferTask", "bundle threshold",
                                       self.bundle_config.get_parsed_content("threshold"))
