@@ -154,7 +154,7 @@ def bundle_vs_network(volumes: int, overrides: dict) -> None:
     brain_slices = sum(int(c["mask"].flatten(1, 2).any(1).sum()) for c in cases)
     forwards = network.calls
     print(f"command: {' '.join(command[1:])}")
-    print(f"outputs written: {len(written)} files ({', '.join(sorted({n.split('_', 1)[1] for n in written}))})")
+    print(f"outputs written: {len(written)} files ({', '.join(sorted({n.split('_', 1)[-1] for n in written}))})")
     print(f"network forward passes: {network.seconds:7.1f} s ({forwards} passes; about "
           f"{brain_slices * volumes // len(cases)} brain slices x {len(inferer.timesteps)} severities)")
     print(f"DisyreInferer in total: {inferer_seconds:7.1f} s ({inferer_seconds / network.seconds:.2f}x the network)")
