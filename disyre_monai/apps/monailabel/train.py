@@ -101,7 +101,7 @@ class DisyreTrainTask(TrainTask):
             "epoch_length": int(self.parser.get("epoch_length")),
             "learning_rate": float(self.parser.get("learning_rate")),
             "val_split": 0.2,
-            "num_workers": int(self.parser.get("num_workers")),
+            "num_workers": int(self.parser.get_parsed_content("num_workers")),
         }
 
     def info(self) -> dict[str, Any]:
