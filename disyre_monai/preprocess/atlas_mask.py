@@ -3,6 +3,7 @@ registered to the scan; its brain carried onto the scan's grid."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,12 @@ from disyre_monai.preprocess.volumes import affine_of, load_volume, spatial_arra
 #: the head atlas (built by ``scripts/build_head_atlas.py``; sources and licence: ``atlas/ATTRIBUTION.md``)
 HEAD_ATLAS = Path(__file__).resolve().parent / "atlas" / "colin27_head_2mm.nii.gz"
 HEAD_ATLAS_BRAIN = Path(__file__).resolve().parent / "atlas" / "colin27_brain_2mm.nii.gz"
+
+
+@functools.lru_cache(maxsize=1)
+def _head_atlas() -> tuple[MetaTensor, MetaTensor]:
+    """The atlas head and its brain fraction, read once per process (both are only read afterwards)."""
+    return load_volume(str(HEAD_ATLAS), "image"), load_volume(str(HEAD_ATLAS_BRAIN), "image")
 
 
 def atlas_brain_mask(image: MetaTensor, seed: int = 0, threshold: float = 0.5) -> MetaTensor:
@@ -34,8 +41,7 @@ def atlas_brain_mask(image: MetaTensor, seed: int = 0, threshold: float = 0.5) -
     Raises:
         ImportError: when SimpleITK is not installed.
     """
-    head = load_volume(str(HEAD_ATLAS), "image")
-    brain = load_volume(str(HEAD_ATLAS_BRAIN), "image")
+    head, brain = _head_atlas()
     atlas_to_image = transform_matrix(register_affine(image, head, seed, mask_erosion_mm=0.0))
     fraction = resample_onto(brain, image.shape[1:], affine_of(image), np.linalg.inv(atlas_to_image), "image")
     return with_array(image, (spatial_array(fraction) > threshold).astype(np.float32))
