@@ -115,7 +115,8 @@ def register_affine(
     Args:
         image: moving image ``(1, X, Y, Z)``, skull-stripped, with its affine.
         template: fixed image ``(1, X', Y', Z')``, skull-stripped, with its affine.
-        seed: seed of the metric's random voxel sampling.
+        seed: seed of the metric's random voxel sampling (handed to ITK as ``seed + 1``: ITK reads 0 as "seed
+            from the wall clock"); one seed gives one transform, up to the order of multi-threaded sums (~1e-8).
         iterations: maximum optimiser iterations per resolution level.
         sampling_fraction: fraction of template voxels sampled by the metric, in (0, 1].
         initialisation: ``"moments"`` (align the intensity centres of mass) or ``"geometry"`` (align the
@@ -145,7 +146,7 @@ def register_affine(
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(sampling_fraction, seed)
+    method.SetMetricSamplingPercentage(sampling_fraction, seed + 1)
     if mask_erosion_mm > 0:
         brain = spatial_array(template) > 0
         deep = ndi.distance_transform_edt(brain, sampling=np.linalg.norm(affine_of(template)[:3, :3], axis=0))

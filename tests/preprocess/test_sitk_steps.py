@@ -14,6 +14,7 @@ from disyre_monai.preprocess import (
     preprocess_dataset,
     register_affine,
     resample_to_template,
+    transform_matrix,
 )
 from disyre_monai.preprocess.sitk_bridge import array_to_sitk, sitk_to_array
 from disyre_monai.preprocess.volumes import affine_of, spatial_array
@@ -100,6 +101,16 @@ def test_registration_of_a_shifted_copy_recovers_the_shift():
     np.testing.assert_allclose(affine_of(registered), affine_of(template))
     error = np.abs(spatial_array(registered) - spatial_array(template)).mean()
     assert error < 0.1 * spatial_array(template).mean(), error
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_registration_with_one_seed_gives_one_transform(seed):
+    # SimpleITK reads a sampling seed of 0 as "seed from the wall clock": the default seed 0 must not be passed as is
+    template, moving = _template_and_shifted_copy(np.array([3.0, -2.0, 1.5]))
+    runs = [transform_matrix(register_affine(moving, template, seed=s, iterations=30, initialisation="geometry",
+                                             sampling_fraction=0.2, mask_erosion_mm=0)) for s in (seed, seed, seed + 1)]
+    np.testing.assert_allclose(runs[1], runs[0], atol=1e-6)  # multi-threaded sums: equal up to float order
+    assert np.abs(runs[2] - runs[0]).max() > 1e-4, "another seed must draw other voxels"
 
 
 def test_pipeline_with_template_and_n4_puts_every_case_on_the_template_grid(tmp_path):
