@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -79,6 +80,9 @@ class DisyreInferer(SliceAnomalyInferer):
         batch_severities: ``mean_single_step`` restores a batch at its K severities in ONE forward pass of
             ``K * batch`` inputs (faster, most of all on a GPU; the same map; K times the memory, and the
             batch is halved on out-of-memory errors as above). False: one forward pass per severity.
+        cpu_batch_pixels: on a CPU device, at most this many slice pixels per slice batch, and with sliding
+            windows at most this many window pixels per window batch (None: no limit); see
+            :class:`~disyre_monai.inferers.SliceAnomalyInferer`. The map does not change.
 
     Call:
         ``inferer(inputs, network, mask=None)``: ``inputs`` ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1];
@@ -114,6 +118,7 @@ class DisyreInferer(SliceAnomalyInferer):
         amp: bool = True,
         amp_dtype: torch.dtype = torch.bfloat16,
         batch_severities: bool = True,
+        cpu_batch_pixels: int | None = 65536,
     ) -> None:
         name = type(self).__name__
         self.method = look_up_option(method, INFERENCE_METHODS)
@@ -138,7 +143,7 @@ class DisyreInferer(SliceAnomalyInferer):
         if self.size_divisor is not None:
             self._check_roi(self.size_divisor)
         super().__init__(slice_axis, slice_batch_size, foreground_threshold, return_intermediates, progress, amp,
-                         amp_dtype)
+                         amp_dtype, cpu_batch_pixels)
         self.current_sw_batch_size = self.sw_batch_size
         self.multi_step_score = look_up_option(multi_step_score, MULTI_STEP_SCORES)
         self.batch_severities = bool(batch_severities)
@@ -183,8 +188,11 @@ class DisyreInferer(SliceAnomalyInferer):
                 out[:, :1] *= self._window_fraction(fg)
             return out
         predictor = self._weighted_predictor(network, x.shape[1])
+        windows = self.current_sw_batch_size
+        if x.device.type == "cpu" and self.cpu_batch_pixels is not None:  # the slices' cap, for windows
+            windows = min(windows, max(self.cpu_batch_pixels // math.prod(self.roi_size), 1))
         blended = sliding_window_inference(
-            torch.cat([x, fg], 1), self.roi_size, self.current_sw_batch_size, predictor, self.overlap, self.blend_mode,
+            torch.cat([x, fg], 1), self.roi_size, windows, predictor, self.overlap, self.blend_mode,
             self.sigma_scale, padding_mode="constant", cval=0.0,
         )
         if self.foreground_weighting != "normalised":

@@ -50,6 +50,33 @@ def test_sliding_window_matches_whole_slice_for_pointwise_network(kwargs, shape)
     assert torch.allclose(DisyreInferer(size_divisor=4, **kwargs)(x, squared), whole, atol=1e-5)
 
 
+def test_cpu_batches_hold_at_most_cpu_batch_pixels_and_the_map_does_not_change():
+    x = _brain((1, 1, 24, 24, 10))  # slices of 24 x 24 = 576 pixels
+    brain_slices = int((x.amax(dim=(0, 1, 2, 3)) > 0).sum())
+    seen = []
+
+    def recording(inp, t):
+        seen.append(inp.shape[0])
+        return inp**2
+
+    capped = DisyreInferer(size_divisor=4, num_steps=2, cpu_batch_pixels=3 * 576)(x, recording)
+    assert max(seen) == 3 * 2, "3 slices x 2 severities per forward pass"
+    seen.clear()
+    one = DisyreInferer(size_divisor=4, num_steps=2, cpu_batch_pixels=100)(x, recording)  # under one slice
+    assert set(seen) == {2}, "at least one slice per batch"
+    seen.clear()
+    unlimited = DisyreInferer(size_divisor=4, num_steps=2, cpu_batch_pixels=None)(x, recording)
+    assert seen == [brain_slices * 2]
+    assert torch.equal(capped, unlimited) and torch.equal(one, unlimited)
+    seen.clear()  # sliding windows: the same cap on the window batch (window pixels), the same map
+    windows = dict(size_divisor=4, num_steps=2, roi_size=8, overlap=0.5, sw_batch_size=64)
+    capped = DisyreInferer(cpu_batch_pixels=5 * 64, **windows)(x, recording)
+    assert max(seen) == 5 * 2, "5 windows of 8 x 8 x 2 severities per forward pass"
+    assert torch.equal(capped, DisyreInferer(cpu_batch_pixels=None, **windows)(x, recording))
+    with pytest.raises(ValueError, match="cpu_batch_pixels"):
+        DisyreInferer(cpu_batch_pixels=0)
+
+
 def test_slice_axis_does_not_change_pointwise_map_and_empty_slices_are_skipped():
     x = _brain((1, 1, 20, 24, 16))
     x[..., :5] = 0  # five empty axial slices

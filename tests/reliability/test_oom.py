@@ -85,3 +85,13 @@ def test_other_errors_are_not_retried():
         DisyreInferer(num_steps=1, size_divisor=8)(_volume(), net)
     assert len(net.sizes) == 1
     assert is_out_of_memory(CUDA_OOM) and is_out_of_memory(CPU_OOM) and not is_out_of_memory(ValueError("x"))
+
+
+def test_on_the_cpu_halving_starts_from_the_cpu_batch_pixels_cap():
+    x = _volume()  # 10 brain slices of 16 x 16 = 256 pixels
+    inferer = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16, batch_severities=False,
+                            cpu_batch_pixels=6 * 256)
+    net = OomAbove(3)
+    inferer(x, net)
+    assert net.sizes[:3] == [6, 3, 3], "capped at 6 slices, failed, halved to 3 (not 16 -> 8, which is still 6)"
+    assert inferer.current_slice_batch_size == 3
