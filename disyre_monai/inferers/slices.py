@@ -69,7 +69,7 @@ class SliceAnomalyInferer(Inferer):
         amp: autocast on CUDA with ``amp_dtype`` in :meth:`autocast` (ignored on CPU).
         amp_dtype: autocast dtype.
         cpu_batch_pixels: on a CPU device, at most this many slice pixels (slices x H x W, at least one slice)
-            per batch; None: no limit. The default, 65536, is 6 demo slices (96 x 112 after padding) or one
+            per batch; None: no limit. The default, 65536, is 6 demo slices (91 x 109 voxels) or one
             BraTS slice (240 x 240): 1.8x faster than 32 demo slices per batch on 2 cores (docs/speed.md).
 
     Call:
