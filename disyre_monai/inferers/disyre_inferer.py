@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -188,9 +187,7 @@ class DisyreInferer(SliceAnomalyInferer):
                 out[:, :1] *= self._window_fraction(fg)
             return out
         predictor = self._weighted_predictor(network, x.shape[1])
-        windows = self.current_sw_batch_size
-        if x.device.type == "cpu" and self.cpu_batch_pixels is not None:  # the slices' cap, for windows
-            windows = min(windows, max(self.cpu_batch_pixels // math.prod(self.roi_size), 1))
+        windows = self._cpu_capped(self.current_sw_batch_size, x.device, self.roi_size)
         blended = sliding_window_inference(
             torch.cat([x, fg], 1), self.roi_size, windows, predictor, self.overlap, self.blend_mode,
             self.sigma_scale, padding_mode="constant", cval=0.0,

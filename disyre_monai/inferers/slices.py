@@ -183,13 +183,10 @@ class SliceAnomalyInferer(Inferer):
         out = x.new_zeros(x.shape[0], channels, *x.shape[2:])
         keep = torch.nonzero(fg.flatten(1).any(1)).flatten()
         device = network_device(network, x.device)
-        cpu_cap = None
-        if device.type == "cpu" and self.cpu_batch_pixels is not None:
-            cpu_cap = max(self.cpu_batch_pixels // math.prod(x.shape[2:]), 1)
         start = 0
         with tqdm(total=len(keep), desc=self.progress_desc, unit="slice", disable=not self.progress) as bar:
             while start < len(keep):
-                size = self.current_slice_batch_size if cpu_cap is None else min(self.current_slice_batch_size, cpu_cap)
+                size = self._cpu_capped(self.current_slice_batch_size, device, x.shape[2:])
                 idx = keep[start : start + size]
                 self.slice_index = idx
                 try:
@@ -204,6 +201,12 @@ class SliceAnomalyInferer(Inferer):
                 start += len(idx)
                 bar.update(len(idx))
         return out
+
+    def _cpu_capped(self, batch_size: int, device: torch.device, item_shape) -> int:
+        """``batch_size`` items of ``item_shape`` (a slice or a window), cut to ``cpu_batch_pixels`` on a CPU."""
+        if device.type != "cpu" or self.cpu_batch_pixels is None:
+            return batch_size
+        return min(batch_size, max(self.cpu_batch_pixels // math.prod(item_shape), 1))
 
     def _shrink_after_oom(self, error: BaseException, slice_shape: tuple[int, ...]) -> None:
         """Halve the slice batch (then a subclass's inner batch) after an out-of-memory error, or raise a clear one."""

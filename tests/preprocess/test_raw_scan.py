@@ -94,7 +94,8 @@ def _dice(a, b) -> float:
 def _by_hand(case, card, score, brain_mask, model_to_input) -> np.ndarray:
     """The raw scan, skull-stripped with ``brain_mask`` (on the model-spacing grid), moved onto the model grid
     through ``model_to_input``, scored and moved back."""
-    image = resample_to_spacing(reorient_to_ras(load_volume(case["image"])), card.spacing, "image")
+    raw = load_volume(case["image"])
+    image = resample_to_spacing(reorient_to_ras(raw), card.spacing, "image")
     template = load_template(card.template_file)
     grid = template.shape[1:], affine_of(template)
     brain = resample_onto(brain_mask, *grid, model_to_input, "mask")
@@ -102,7 +103,7 @@ def _by_hand(case, card, score, brain_mask, model_to_input) -> np.ndarray:
                                 brain)
     anomaly_map = score(ScaleByPercentile(98.0, within_mask=True)(on_model, brain), brain)
     # the raw file's own affine (its header stores float32: up to ~3e-6 mm from the affine the case was built with)
-    record = {"input_affine": affine_of(load_volume(case["image"])), "input_shape": case["shape"],
+    record = {"input_affine": affine_of(raw), "input_shape": case["shape"],
               "model_to_input": model_to_input}
     return spatial_array(to_input_grid(anomaly_map, affine_of(template), record, "map"))
 
