@@ -65,7 +65,10 @@ class FailureReport:
 
         {"run": "inference", "num_completed": 12, "num_skipped": 3, "num_failed": 1,
          "failures": [{"case": "/data/sub-07_T2w.nii.gz", "stage": "load", "transform": "ValidateImaged",
-                       "error": "ValueError: ... 1,204 of 8,928,000 voxels are NaN or infinite ..."}]}
+                       "error": "ValueError: ... 1,204 of 8,928,000 voxels are NaN or infinite ..."}],
+         "warnings": [{"case": ".../series4_1f0c...", "warning": "DICOM series 4 ...: its header does not say ..."}]}
+
+    (``"warnings"`` only when there are any: cases that were processed but look doubtful.)
 
     Args:
         output_dir: folder of the file (None: keep the records in memory only).
@@ -86,6 +89,7 @@ class FailureReport:
         self.path = None if output_dir is None else Path(output_dir) / filename
         self.run, self.write_enabled, self.exit_on_failure = str(run), bool(write), bool(exit_on_failure)
         self.failures: list[dict[str, str]] = []
+        self.warnings: list[dict[str, str]] = []
         self.num_completed = 0
         self.num_skipped = 0
 
@@ -118,9 +122,20 @@ class FailureReport:
         """Count cases left out because their outputs were already complete."""
         self.num_skipped += int(count)
 
+    def warn(self, case: Any, message: str) -> None:
+        """Record a warning about a case that is still processed (e.g. a DICOM series not T1 by its header):
+        listed under ``"warnings"`` in the file, without failing the run."""
+        record = failure_record(case, "check", message)
+        self.warnings.append({"case": record["case"], "warning": record["error"]})
+        logger.warning(f"{record['case']}: {record['error']}")
+        self.save()
+
     def summary(self) -> dict[str, Any]:
-        return {"run": self.run, "num_completed": self.num_completed, "num_skipped": self.num_skipped,
-                "num_failed": len(self.failures), "failures": list(self.failures)}
+        summary = {"run": self.run, "num_completed": self.num_completed, "num_skipped": self.num_skipped,
+                   "num_failed": len(self.failures), "failures": list(self.failures)}
+        if self.warnings:
+            summary["warnings"] = list(self.warnings)
+        return summary
 
     def save(self) -> None:
         """Write the file now (atomically), if there is one."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from disyre_monai.data.demo import demo_datalist
 from disyre_monai.data.paths import PATH_KEYS, resolve_paths
+from disyre_monai.dicom.cases import dicom_cases
 from disyre_monai.io import IMAGE_SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "PATH_KEYS", "calibration_cases", "load_datalist", "missing_split_reason",
@@ -32,23 +33,29 @@ def missing_split_reason(dataset_dir: str | None, datalist: str | None, split: s
 
 
 def load_datalist(
-    dataset_dir: str | None = None, datalist: str | None = None, split: str = "test", missing: str = "error"
+    dataset_dir: str | None = None, datalist: str | None = None, split: str = "test", missing: str = "error",
+    staging_dir: str | None = None,
 ) -> list[dict]:
     """Entries of one split, with absolute paths (that exist, unless ``missing="keep"``).
 
     Args:
         dataset_dir: folder the datalist's relative paths start from; without ``datalist``, every image
-            file directly in it (``*.nii``, ``*.nii.gz``, ``*.nrrd``, ``*.mha``, ``*.mhd``) is one case.
+            file directly in it (``*.nii``, ``*.nii.gz``, ``*.nrrd``, ``*.mha``, ``*.mhd``) is one case, and so
+            is every DICOM series in it or its subfolders (:func:`disyre_monai.dicom.cases.dicom_cases`: one
+            folder of links per series, named from the series; a doubtful series carries ``"warnings"``).
             None (and no ``datalist``): the embedded demo data.
         datalist: a JSON file ``{"<split>": [{"image": ..., ...}, ...]}`` (relative paths resolved against
             ``dataset_dir``, in which they must then stay, or the JSON file's folder when ``dataset_dir`` is None).
         split: which list of the JSON file to return ("training", "validation", "test", ...).
         missing: ``"error"``: raise when files are missing; ``"keep"``: log them and return their entries
             anyway, so that a guarded batch run records each as a failed case and goes on with the others.
+        staging_dir: where the DICOM series' folders of links go (default: a folder in the temporary directory
+            named from ``dataset_dir``).
 
     Raises:
         FileNotFoundError: naming every missing file (``missing="error"``), the missing folder or datalist.
-        ValueError: when the split is absent or empty, the folder holds no image, or paths leave ``dataset_dir``.
+        ValueError: when the split is absent or empty, the folder holds no image or series, or paths leave
+            ``dataset_dir``.
     """
     if dataset_dir is None and datalist is None:
         entries = demo_datalist().get(split)
@@ -60,9 +67,10 @@ def load_datalist(
         if not root.is_dir():
             raise FileNotFoundError(f"load_datalist: dataset_dir {root} is not a folder.")
         images = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
-        if not images:
-            raise ValueError(f"load_datalist: no image ({', '.join(IMAGE_SUFFIXES)}) in {root}.")
-        return [{"image": str(p.resolve())} for p in images]
+        entries = [{"image": str(p.resolve())} for p in images] + dicom_cases(root, staging_dir)
+        if not entries:
+            raise ValueError(f"load_datalist: no image ({', '.join(IMAGE_SUFFIXES)}) and no DICOM series in {root}.")
+        return entries
     listing = Path(datalist)
     if not listing.is_file():
         raise FileNotFoundError(f"load_datalist: datalist {listing} does not exist.")

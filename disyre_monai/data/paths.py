@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from disyre_monai.dicom.series import is_dicom_folder
+
 #: Keys of a datalist entry that hold file paths: the image, its brain mask and its lesion label.
 PATH_KEYS = ("image", "mask", "label")
 
@@ -19,7 +21,8 @@ def resolve_paths(entries: list[dict], root: Path, within_root: bool = False) ->
             links are followed, so links the dataset's owner made inside the root still work).
 
     Returns:
-        the resolved entries, and ``"<path> (<key>)"`` for every file that does not exist.
+        the resolved entries, and ``"<path> (<key>)"`` for every file that does not exist (an image may also be
+        a folder holding one DICOM series).
 
     Raises:
         ValueError: an entry that is not a dictionary, a path that is not a non-empty string, or (with
@@ -41,7 +44,7 @@ def resolve_paths(entries: list[dict], root: Path, within_root: bool = False) ->
                     outside.append(f"{value} ({key})")
                 path = lexical.resolve()
                 entry[key] = str(path)
-                if not path.is_file():
+                if not (path.is_file() or (key == "image" and is_dicom_folder(path))):
                     missing.append(f"{path} ({key})")
         resolved.append(entry)
     if outside:

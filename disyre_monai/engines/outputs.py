@@ -9,6 +9,7 @@ from pathlib import Path
 
 from monai.data import create_file_basename
 
+from disyre_monai.dicom.cases import WARNINGS_KEY
 from disyre_monai.failures import FailureReport
 from disyre_monai.io import remove_stale_temporaries
 
@@ -19,10 +20,11 @@ def case_outputs(image: str | os.PathLike, output_dir: str | os.PathLike, postfi
                  suffix: str = ".nii.gz") -> list[Path]:
     """The files ``SaveImaged(output_dir=..., output_postfix=p, separate_folder=False)`` writes for ``image``.
 
-    The stem is MONAI's (``create_file_basename``): the file name without its extension (``.nii.gz`` as one).
+    The stem is MONAI's (``create_file_basename``): the file name without its extension (``.nii.gz`` as one). A
+    postfix with a dot names its own suffix (``"seg.dcm"``: ``<stem>_seg.dcm``).
     """
-    return [Path(create_file_basename(p, str(image), str(output_dir), separate_folder=False, makedirs=False) + suffix)
-            for p in postfixes]
+    return [Path(create_file_basename(p, str(image), str(output_dir), separate_folder=False, makedirs=False)
+                 + ("" if "." in p else suffix)) for p in postfixes]
 
 
 def pending_cases(
@@ -46,7 +48,8 @@ def pending_cases(
         postfixes: output postfixes of a case (see :func:`case_outputs`); the case is complete when all exist.
         skip_completed: False (``--overwrite True``) keeps every case.
         suffix: output file suffix.
-        failures: the run's failure report; the skipped count is added to it.
+        failures: the run's failure report; the skipped count and each entry's ``"warnings"`` (taken out of the
+            entry) are added to it.
         image_key: key of the input path.
 
     Raises:
@@ -58,6 +61,10 @@ def pending_cases(
     owners: dict[Path, str] = {}
     pending = []
     for entry in data:
+        entry = dict(entry)
+        for warning in entry.pop(WARNINGS_KEY, None) or ():
+            if failures is not None:
+                failures.warn(entry.get(image_key, entry), warning)
         outputs = case_outputs(entry[image_key], output_dir, postfixes, suffix)
         for out in outputs:
             if out in owners:

@@ -62,6 +62,8 @@ class Case:
     status: str = "pending"  # "pending", "skipped", "done" or "failed"
     result: dict = field(default_factory=dict)  # what the worker returned
 
+#: where, in the output folder, the input's DICOM series get their folders of links (one per series).
+DICOM_STAGING = ".dicom-series"
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "case"
@@ -82,15 +84,18 @@ def output_names(entries: list[dict]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
-def read_datalist(datalist_or_dir: str | os.PathLike, folder_split: str = "training") -> tuple[dict, dict, Path]:
+def read_datalist(datalist_or_dir: str | os.PathLike, folder_split: str = "training",
+                  staging_dir: str | os.PathLike | None = None) -> tuple[dict, dict, Path]:
     """The input: ``(splits, other top-level keys, folder relative paths start from)``.
 
     A JSON datalist gives every top-level list as a split (entries with paths relative to the JSON's
-    folder); a folder gives its image files as one split named ``folder_split``, with absolute paths.
+    folder); a folder gives its image files and DICOM series as one split named ``folder_split``, with absolute
+    paths (each series a folder of links under ``staging_dir``, see :func:`~disyre_monai.data.load_datalist`).
     """
     source = Path(datalist_or_dir)
     if source.is_dir():
-        return {folder_split: load_datalist(dataset_dir=str(source))}, {}, source
+        staging = None if staging_dir is None else str(staging_dir)
+        return {folder_split: load_datalist(dataset_dir=str(source), staging_dir=staging)}, {}, source
     if not source.is_file():
         raise FileNotFoundError(f"preprocess_dataset: datalist_or_dir {source} is neither a file nor a folder.")
     with open(source, encoding="utf-8") as f:
@@ -301,7 +306,7 @@ def preprocess_dataset(
     settings = (settings or PreprocessSettings.from_options(**options)).resolve()
     num_workers = check_int("preprocess_dataset", "num_workers", num_workers, 0, 1024)
     output_dir = Path(output_dir).resolve()
-    splits, others, root = read_datalist(datalist_or_dir, folder_split)
+    splits, others, root = read_datalist(datalist_or_dir, folder_split, staging_dir=output_dir / DICOM_STAGING)
     cases, entry_failures = plan_cases(splits, root)
     parameters = settings.as_dict()
     _check_previous_parameters(output_dir, parameters, bool(overwrite))

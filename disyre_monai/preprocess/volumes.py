@@ -1,8 +1,8 @@
 """Reading and writing the volumes of one case: channel-first ``MetaTensor`` s whose ``affine`` maps voxel indices
 to RAS world coordinates in mm (NIfTI convention), NIfTI written atomically.
 
-NIfTI files are read by MONAI's ``LoadImage`` (nibabel); NRRD/MHA/MHD through SimpleITK (the ``[preprocess]``
-extra), their LPS geometry turned into the same RAS affine.
+NIfTI files are read by MONAI's ``LoadImage`` (nibabel), DICOM series folders by its pydicom reader;
+NRRD/MHA/MHD through SimpleITK (the ``[preprocess]`` extra), their LPS geometry turned into the same RAS affine.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from disyre_monai.dicom import DicomSeriesReader, is_dicom_folder
 from disyre_monai.io import atomic_write
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -27,7 +28,8 @@ def load_volume(path: str | os.PathLike, role: str = "image") -> MetaTensor:
     """Read one 3D volume as a ``(1, X, Y, Z)`` float32 ``MetaTensor`` with its RAS ``affine``.
 
     Args:
-        path: NIfTI (``.nii``, ``.nii.gz``), or NRRD/MHA/MHD when SimpleITK is installed.
+        path: NIfTI (``.nii``, ``.nii.gz``), a folder holding one DICOM series (MONAI's pydicom reader, see
+            :class:`~disyre_monai.dicom.DicomSeriesReader`), or NRRD/MHA/MHD when SimpleITK is installed.
         role: ``"image"``, ``"mask"`` or ``"label"``, named in errors. Images must be finite; masks and
             labels must hold integers in [0, 255] (they are stored as uint8).
 
@@ -37,10 +39,11 @@ def load_volume(path: str | os.PathLike, role: str = "image") -> MetaTensor:
         ImportError: for a non-NIfTI file without SimpleITK.
     """
     path = Path(path)
-    if path.name.lower().endswith(NIFTI_SUFFIXES):
+    if path.name.lower().endswith(NIFTI_SUFFIXES) or is_dicom_folder(path):
         from monai.transforms import LoadImage
 
-        loaded = LoadImage(reader="NibabelReader", image_only=True, dtype=np.float32)(str(path))
+        reader = DicomSeriesReader() if path.is_dir() else "NibabelReader"
+        loaded = LoadImage(reader=reader, image_only=True, dtype=np.float32)(str(path))
         array, affine = np.asarray(loaded), np.asarray(loaded.affine, dtype=np.float64)
     else:
         from disyre_monai.preprocess.sitk_bridge import read_with_sitk

@@ -5,9 +5,9 @@ file) that names the file and the problem. Two transforms cover every entry poin
 evaluation and training configs, MONAI Label, the Python API):
 
 - :class:`CheckImageFilesd`, before ``LoadImaged``: the path exists and is a non-empty regular file with an
-  image suffix; for NIfTI, the gzip stream is complete (CRC checked), the header reads, the volume is 3D
-  (a 4th axis of length 1 is accepted), not larger than ``max_voxels``, and an uncompressed file is as long
-  as its header says.
+  image suffix, or a folder holding one readable DICOM series (:func:`~disyre_monai.dicom.check_series_folder`);
+  for NIfTI, the gzip stream is complete (CRC checked), the header reads, the volume is 3D (a 4th axis of length
+  1 is accepted), not larger than ``max_voxels``, and an uncompressed file is as long as its header says.
 - :class:`ValidateImaged` (array twin :class:`ValidateImage`), after ``LoadImaged``: channel-first 3D with the
   expected channel count, finite voxels (or NaN/Inf replaced by 0 with ``nonfinite="zero"``), not constant
   (all-zero included), some positive voxel; integer and boolean data are converted to float32; a brain
@@ -39,6 +39,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from disyre_monai.dicom.series import check_series_folder, is_dicom_folder
 from disyre_monai.io import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 from disyre_monai.utils import check_int, check_number, source_name
 
@@ -69,6 +70,9 @@ def check_image_file(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{key} file {p} does not exist.")
+    if key == "image" and is_dicom_folder(p):
+        _check_dicom_series(p, max_voxels)
+        return
     if not p.is_file():
         raise ValueError(f"{key} {p} is not a regular file (a folder, device or broken link).")
     if not p.name.lower().endswith(IMAGE_SUFFIXES):
@@ -78,6 +82,16 @@ def check_image_file(
         raise ValueError(f"{key} file {p} is empty (0 bytes).")
     if p.name.lower().endswith(NIFTI_SUFFIXES):
         _check_nifti(p, key, size, max_voxels, verify_compression)
+
+
+def _check_dicom_series(folder: Path, max_voxels: int) -> None:
+    """A DICOM series folder: one readable series (:func:`~disyre_monai.dicom.check_series_folder`), not too big."""
+    series = check_series_folder(folder)
+    first = series.slices[0]
+    voxels = (first.rows or 0) * (first.columns or 0) * len(series.slices)
+    if voxels > max_voxels:
+        raise ValueError(f"image {folder}: DICOM {series.label} has {voxels} voxels, more than "
+                         f"max_voxels={max_voxels}.")
 
 
 def _check_nifti(p: Path, key: str, size: int, max_voxels: int, verify_compression: bool) -> None:
