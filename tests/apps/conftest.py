@@ -1,5 +1,6 @@
 """Small real scans for the MONAI Label app tests: a demo patient cut to the slices around its lesion."""
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -12,6 +13,33 @@ from disyre_monai.data.demo import demo_datalist
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundle"
 NUM_SLICES = 16  # axial slices kept around the lesion: the same real brain, a quarter of the inference time
+
+#: sitecustomize for the server and its training process: any connection off this machine is refused and logged.
+OFFLINE_GUARD = '''
+import socket, sys
+_LOCAL = ("127.", "::1", "localhost", "0.0.0.0")
+def _guard(connect):
+    def guarded(self, address):
+        host = str(address[0]) if isinstance(address, tuple) else ""
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not host.startswith(_LOCAL):
+            sys.stderr.write(f"OFFLINE-GUARD blocked a connection to {address}\\n")
+            sys.stderr.flush()
+            raise OSError(f"offline guard: no connection to {address}")
+        return connect(self, address)
+    return guarded
+socket.socket.connect = _guard(socket.socket.connect)
+socket.socket.connect_ex = _guard(socket.socket.connect_ex)
+sys.stderr.write("OFFLINE-GUARD active\\n")
+'''
+
+
+def offline_env(guard: Path) -> dict[str, str]:
+    """The environment of a server process that can reach this machine only (:data:`OFFLINE_GUARD` installed as
+    ``sitecustomize`` from the new folder ``guard``) and imports this checkout."""
+    guard.mkdir(parents=True)
+    (guard / "sitecustomize.py").write_text(OFFLINE_GUARD)
+    paths = [str(guard), str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def save_demo_patient(path: Path, lps: bool = False) -> Path:

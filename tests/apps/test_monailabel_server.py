@@ -8,7 +8,6 @@ requests, then fine-tune on unlabelled healthy-tagged scans and see the served m
 import gzip
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,25 +25,7 @@ from requests_toolbelt.multipart.decoder import MultipartDecoder  # noqa: E402
 from disyre_monai.apps.monailabel.app import BUNDLE_SUBDIR  # noqa: E402
 from disyre_monai.apps.monailabel.server import serve_in_background  # noqa: E402
 from disyre_monai.data.demo import demo_datalist  # noqa: E402
-from tests.apps.conftest import bundle_anomaly_map  # noqa: E402
-
-#: sitecustomize for the server and its training process: any connection off this machine is refused and logged.
-OFFLINE_GUARD = '''
-import socket, sys
-_LOCAL = ("127.", "::1", "localhost", "0.0.0.0")
-def _guard(connect):
-    def guarded(self, address):
-        host = str(address[0]) if isinstance(address, tuple) else ""
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not host.startswith(_LOCAL):
-            sys.stderr.write(f"OFFLINE-GUARD blocked a connection to {address}\\n")
-            sys.stderr.flush()
-            raise OSError(f"offline guard: no connection to {address}")
-        return connect(self, address)
-    return guarded
-socket.socket.connect = _guard(socket.socket.connect)
-socket.socket.connect_ex = _guard(socket.socket.connect_ex)
-sys.stderr.write("OFFLINE-GUARD active\\n")
-'''
+from tests.apps.conftest import bundle_anomaly_map, offline_env  # noqa: E402
 
 
 def _nifti(content: bytes) -> nib.Nifti1Image:
@@ -68,12 +49,8 @@ def _sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_patient):
     root = tmp_path_factory.mktemp("label_e2e")
-    guard = root / "guard"
-    guard.mkdir()
-    (guard / "sitecustomize.py").write_text(OFFLINE_GUARD)
     studies, app_dir, log = root / "studies", root / "app", root / "server.log"
-    paths = [str(guard), str(Path(__file__).resolve().parents[2]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    env = offline_env(root / "guard")
     with serve_in_background(studies, app_dir=app_dir, log_file=log, env=env, timeout=240) as url:
         with open(demo_patient, "rb") as f:
             r = requests.put(f"{url}/datastore/image", params={"image": "patient"},

@@ -15,6 +15,7 @@ from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.datastore import Datastore  # noqa: E402
 
 from disyre_monai.apps.monailabel.datastore import VolumeDatastore  # noqa: E402
+from disyre_monai.apps.monailabel.dicomweb import DicomWebStudies, dicomweb_studies  # noqa: E402
 from disyre_monai.apps.monailabel.infer import LABELS, DisyreInferTask  # noqa: E402
 from disyre_monai.apps.monailabel.train import DisyreTrainTask  # noqa: E402
 
@@ -32,7 +33,9 @@ class DisyreLabelApp(MONAILabelApp):
     The bundle is read from ``<app_dir>/model/disyre`` (a writable copy made by
     :func:`~disyre_monai.apps.monailabel.server.prepare_app`); nothing is looked up or downloaded at start-up.
     A local studies folder becomes a :class:`~disyre_monai.apps.monailabel.datastore.VolumeDatastore`; a
-    DICOMweb/XNAT/DSA address uses MONAI Label's own remote datastores (which may download their own tools).
+    DICOMweb address (a PACS such as Orthanc) a :class:`~disyre_monai.apps.monailabel.dicomweb.DicomWebStudies`
+    (MR series read as DICOM, results stored back as a SEG and an overlay series; nothing downloaded); XNAT/DSA
+    addresses use MONAI Label's own remote datastores (which may download their own tools).
 
     Args:
         app_dir: the app folder (holds ``main.py``, ``model/disyre``, ``logs``).
@@ -59,7 +62,9 @@ class DisyreLabelApp(MONAILabelApp):
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            if settings.MONAI_LABEL_DATASTORE.lower() in ("xnat", "dsa"):
+                return super().init_datastore()
+            return dicomweb_studies(self.studies, self.app_dir)
         logger.info(f"Init volume datastore for: {self.studies}")
         return VolumeDatastore(
             self.studies,
@@ -68,7 +73,8 @@ class DisyreLabelApp(MONAILabelApp):
         )
 
     def init_infers(self):
-        return {MODEL_NAME: DisyreInferTask(self.disyre_bundle, self.conf)}
+        store = self._datastore if isinstance(self._datastore, DicomWebStudies) else None
+        return {MODEL_NAME: DisyreInferTask(self.disyre_bundle, self.conf, result_store=store)}
 
     def init_trainers(self):
         return {MODEL_NAME: DisyreTrainTask(self.disyre_bundle, self.conf)}

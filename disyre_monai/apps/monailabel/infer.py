@@ -11,12 +11,13 @@ from typing import Any
 from disyre_monai.apps.monailabel._compat import require_monailabel
 from disyre_monai.apps.monailabel.transforms import AnomalyOutputd, CaseScoresd, wants_heatmap
 from disyre_monai.apps.monailabel.validation import VOLUME_SUFFIXES, check_volume_array, volume_suffix
+from disyre_monai.dicom.series import is_dicom_folder
 from disyre_monai.preprocess.model_space import MISMATCH_MESSAGE, RestoreInputGridd
 from disyre_monai.utils import check_int, check_number
 
 require_monailabel()
 
-from monai.transforms import SqueezeDimd  # noqa: E402
+from monai.transforms import CopyItemsd, SqueezeDimd  # noqa: E402
 from monailabel.interfaces.exception import MONAILabelError, MONAILabelException  # noqa: E402
 from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
 from monailabel.tasks.infer.bundle import BundleInferTask  # noqa: E402
@@ -29,9 +30,20 @@ LABELS = {"anomaly": 1}
 DEFAULT_TOP_K = 100
 #: ``--conf preprocess VALUE``: raw scans (full head, native space) are preprocessed on the fly.
 PREPROCESS_CONF = "preprocess"
+#: ``--conf store_results false``: with a PACS (DICOMweb studies), do not store the SEG and overlay series back.
+STORE_RESULTS_CONF = "store_results"
+#: key of the float anomaly map on the input's grid, kept for the DICOM results.
+DICOM_MAP_KEY = "dicom_anomaly_map"
 #: ``--conf skull_strip MODE``: how raw scans are skull-stripped (see ``PreprocessSettings.skull_strip``).
 SKULL_STRIP_CONF = "skull_strip"
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _switch(conf: dict[str, str], name: str, default: str) -> bool:
+    value = str(conf.get(name, default)).strip().lower()
+    if value not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"DisyreInferTask: --conf {name} must be true or false, got {value!r}.")
+    return value in TRUE_WORDS
 
 
 def preprocess_setting(conf: dict[str, str]) -> bool:
@@ -40,10 +52,7 @@ def preprocess_setting(conf: dict[str, str]) -> bool:
     Raises:
         ValueError: for another value, naming the setting and what is allowed.
     """
-    value = str(conf.get(PREPROCESS_CONF, "false")).strip().lower()
-    if value not in TRUE_WORDS + FALSE_WORDS:
-        raise ValueError(f"DisyreInferTask: --conf {PREPROCESS_CONF} must be true or false, got {value!r}.")
-    return value in TRUE_WORDS
+    return _switch(conf, PREPROCESS_CONF, "false")
 
 
 def skull_strip_setting(conf: dict[str, str]) -> str | None:
@@ -91,6 +100,11 @@ class DisyreInferTask(BundleInferTask):
             ``skull_strip`` (with ``preprocess``: "atlas", "robex", ...; default: the bundle's
             ``preprocess_options``).
         top_k: default number of voxels averaged into the top-k score.
+        result_store: the app's PACS datastore (:class:`~disyre_monai.apps.monailabel.dicomweb.DicomWebStudies`),
+            or None. With one, each scored DICOM series gets its results stored in the PACS, in the series'
+            study: the anomaly mask as DICOM SEG and the map as an RGB overlay series
+            (:func:`~disyre_monai.dicom.results.dicom_results`), reported under ``"dicom_results"`` in the JSON
+            result (``--conf store_results false`` turns this off).
         kwargs: passed to ``BundleInferTask``.
 
     Raises:
@@ -98,7 +112,8 @@ class DisyreInferTask(BundleInferTask):
         ValueError: for a bad ``preprocess`` or ``skull_strip`` setting.
     """
 
-    def __init__(self, path: str, conf: dict[str, str], top_k: int = DEFAULT_TOP_K, **kwargs) -> None:
+    def __init__(self, path: str, conf: dict[str, str], top_k: int = DEFAULT_TOP_K, result_store=None,
+                 **kwargs) -> None:
         for required in ("configs/inference.json", "configs/metadata.json", "models/model.pt"):
             if not os.path.isfile(os.path.join(path, required)):
                 raise FileNotFoundError(f"DisyreInferTask: bundle {path} has no {required}.")
@@ -114,6 +129,7 @@ class DisyreInferTask(BundleInferTask):
             options = dict(self.bundle_config.get("preprocess_options") or {})
             self.bundle_config["preprocess_options"] = {**options, "skull_strip": skull_strip}
         self.preprocess = preprocess
+        self.result_store = result_store if _switch(conf or {}, STORE_RESULTS_CONF, "true") else None
         self.threshold = check_number("DisyreInferTask", "bundle threshold",
                                       self.bundle_config.get_parsed_content("threshold"))
         self.top_k = check_int("DisyreInferTask", "top_k", top_k, 1, 10**9)
@@ -177,15 +193,39 @@ class DisyreInferTask(BundleInferTask):
                         result_key=self.output_json_key),
             RestoreInputGridd(keys=self.output_label_key, ref_key=self.input_key, roles="map"),
             SqueezeDimd(keys=self.output_label_key, dim=0),  # the writer takes (X, Y, Z)
+            CopyItemsd(keys=self.output_label_key, names=DICOM_MAP_KEY),
             AnomalyOutputd(keys=self.output_label_key, threshold=threshold,
                            output="heatmap" if heatmap else "label_map"),
         ]
 
     def writer(self, data: dict[str, Any], extension=None, dtype=None):
-        """MONAI Label's writer, with the JSON result saying which output was written."""
+        """MONAI Label's writer (NIfTI for a DICOM series folder), with the JSON result saying which output was
+        written, and, for a DICOM series served from a PACS, the DICOM results stored there."""
+        source = data.get("image_path")
+        dicom_input = isinstance(source, str) and is_dicom_folder(source)
+        if dicom_input and extension is None and not data.get("result_extension"):
+            extension = ".nii.gz"  # the folder's name is a UID, whose dots are no file suffix
+        anomaly_map = data.pop(DICOM_MAP_KEY, None)
         label_file, result = super().writer(data, extension, dtype)
         output = "heatmap" if wants_heatmap(data.get("result_dtype")) else "label_map"
         result = dict(result or {})
         result["output"] = output
-        result["threshold"] = result.get("scores", {}).get("threshold", self.threshold)
+        result["threshold"] = threshold = result.get("scores", {}).get("threshold", self.threshold)
+        if dicom_input and self.result_store is not None and anomaly_map is not None:
+            result["dicom_results"] = self.store_dicom_results(source, anomaly_map, threshold)
         return label_file, result
+
+    def store_dicom_results(self, series_folder: str, anomaly_map, threshold: float) -> dict[str, Any]:
+        """Build the SEG (``map >= threshold``) and the overlay series of a scored series and store them in the PACS.
+
+        Returns:
+            ``{"study", "seg_series", "overlay_series", "instances"}`` (UIDs and the number of instances sent).
+        """
+        from disyre_monai.dicom.results import dicom_results
+
+        seg, overlay = dicom_results(series_folder, anomaly_map, anomaly_map >= threshold, threshold)
+        self.result_store.store([seg, *overlay])
+        logger.info(f"stored the DICOM results of {os.path.basename(series_folder)}: SEG {seg.SeriesInstanceUID}, "
+                    f"overlay {overlay[0].SeriesInstanceUID} ({len(overlay)} images)")
+        return {"study": str(seg.StudyInstanceUID), "seg_series": str(seg.SeriesInstanceUID),
+                "overlay_series": str(overlay[0].SeriesInstanceUID), "instances": 1 + len(overlay)}

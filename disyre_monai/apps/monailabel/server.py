@@ -108,6 +108,7 @@ def start_server(
     preload: bool = False,
     preprocess: bool = False,
     skull_strip: str | None = None,
+    store_results: bool = True,
     log_level: str = "INFO",
 ) -> None:
     """Serve DISYRE to 3D Slicer / OHIF with MONAI Label (blocks until stopped with Ctrl+C).
@@ -117,7 +118,8 @@ def start_server(
     ``POST /train/disyre`` fine-tunes on the studies' images without labels. Nothing is downloaded.
 
     Args:
-        studies: folder of NIfTI/NRRD scans (created if missing), or a DICOMweb address.
+        studies: folder of NIfTI/NRRD scans (created if missing), or a DICOMweb address (a PACS such as Orthanc:
+            ``http://pacs:8042/dicom-web``; its MR series are listed, read as DICOM, see docs/pacs.md).
         app_dir: writable app folder with the served bundle copy and logs (default:
             ``<studies>/.disyre-monai-label``).
         bundle_dir: bundle to serve (default: ``$DISYRE_BUNDLE`` or the source checkout's ``bundle/``).
@@ -132,6 +134,9 @@ def start_server(
         skull_strip: with ``preprocess``, how raw scans are skull-stripped (default: the bundle's
             ``preprocess_options``, "auto": ROBEX for a head): "atlas" (Colin27's head registered to the scan,
             about 3 s instead of ROBEX's 60-85 s per scan on 2 CPU cores, coarser), "robex", "hdbet", ...
+        store_results: with a DICOMweb address as ``studies`` (a PACS): store each scored series' results back
+            in its study (the anomaly mask as DICOM SEG, the map as an overlay series); False leaves the PACS
+            untouched (results go to the client only).
         log_level: DEBUG, INFO, WARNING or ERROR.
     """
     from disyre_monai.apps.monailabel._compat import require_monailabel
@@ -139,7 +144,7 @@ def start_server(
     require_monailabel()
     from monailabel.main import Main
 
-    from disyre_monai.apps.monailabel.infer import SKULL_STRIP_CONF, skull_strip_setting
+    from disyre_monai.apps.monailabel.infer import SKULL_STRIP_CONF, STORE_RESULTS_CONF, skull_strip_setting
 
     if skull_strip is not None and not preprocess:
         raise ValueError("start_server: skull_strip applies to raw scans; add preprocess=True (--preprocess True).")
@@ -151,6 +156,8 @@ def start_server(
         argv += ["--conf", "preload", "true"]
     if preprocess:
         argv += ["--conf", "preprocess", "true"]
+    if not store_results:
+        argv += ["--conf", STORE_RESULTS_CONF, "false"]
     if skull_strip is not None:
         argv += ["--conf", SKULL_STRIP_CONF, skull_strip_setting({SKULL_STRIP_CONF: skull_strip})]
     if not os.environ.get("MONAI_LABEL_SESSION_PATH"):
