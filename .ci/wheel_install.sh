@@ -40,4 +40,20 @@ for case in cases:
     assert amap.shape == image.shape and (abs(amap.affine - image.affine) < 1e-4).all(), name
 print(f"inference of the copied bundle from {Path.cwd()}: {len(maps)} anomaly maps on their inputs' grids")
 PY
+# DICOM in and out from the wheel: a demo patient as a DICOM series, scored with DICOM results.
+python -c "
+from disyre_monai.data.demo import demo_datalist
+from disyre_monai.dicom import nifti_to_dicom_series
+nifti_to_dicom_series(demo_datalist()['test'][0]['image'], 'dicom_in/patient', uid_seed='wheel')"
+python -m monai.bundle run inference --config_file my_bundle/configs/inference.json --dataset_dir dicom_in \
+    --output_dir dicom_out --output_format both --device cpu --progress False
+python - <<'PY'
+from pathlib import Path
+import pydicom
+(seg,) = Path("dicom_out").glob("series1_*_seg.dcm")
+overlay = sorted(Path("dicom_out").glob("series1_*_overlay/*.dcm"))
+assert pydicom.dcmread(seg).Modality == "SEG" and len(overlay) == 91, (seg, len(overlay))
+assert list(Path("dicom_out").glob("series1_*_anomaly_map.nii.gz")), "no NIfTI map of the DICOM series"
+print(f"DICOM series in, SEG + {len(overlay)}-image overlay series out: {seg.name}")
+PY
 echo "wheel install test: $((SECONDS - start)) s"
