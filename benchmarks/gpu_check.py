@@ -2,7 +2,9 @@
 
 Prints a markdown table for a BraTS-sized volume (240 x 240 x 155, synthetic brain): whole slices and
 sliding 128-px windows (75% overlap), fp32 and bf16 autocast, the mean single-step ensemble with 4
-severities: brain slices per second, seconds per volume and peak GPU memory; then training steps per second
+severities: brain slices per second, seconds per volume and peak GPU memory; what bf16 does to the maps of the
+shipped weights on the demo patients (max/mean difference, pooled AP of each: inference defaults to fp32 as
+released, ``--amp True`` is bf16; the dry run emulates bf16 with CPU autocast); then training steps per second
 at the released batch (96 slices of 128 x 128, bf16 autocast, AdamW, gradient clipping 1.0) and its peak
 memory. Run it through ``benchmarks/gpu_check.sh`` (which also installs missing packages from ``.whl/``).
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -94,6 +97,49 @@ def time_training(net, device, batch_shape, steps: int):
     return steps / (time.perf_counter() - start), peak_gib(device)
 
 
+class _CpuBf16Inferer(DisyreInferer):
+    """DisyreInferer whose ``amp`` autocasts on the CPU too (bf16; GroupNorm stays fp32 as under CUDA autocast):
+    the dry run's stand-in for the GPU's bf16 path."""
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+
+def precision_effect(device: torch.device, emulate: bool) -> None:
+    """Print fp32 against bf16 autocast maps of the shipped demo weights on the 3 demo patients (the inference
+    config's defaults: mean single-step, 4 released severities, whole slices): max and mean absolute difference
+    in the brain, mean relative difference, and the pooled AP (protocol exact: every brain voxel) of each."""
+    import nibabel as nib
+
+    from disyre_monai.data.demo import demo_datalist
+    from disyre_monai.metrics.curve import curve_from_scores
+    from disyre_monai.networks.loading import load_network_weights
+    from disyre_monai.transforms import ScaleByPercentile
+
+    net = DisyreUNet(preset="small")
+    load_network_weights(net, str(Path(__file__).resolve().parents[1] / "bundle" / "models" / "model.pt"))
+    net = net.to(device).eval()
+    inferer_class = _CpuBf16Inferer if emulate else DisyreInferer
+    maps, brains, labels = {False: [], True: []}, [], []
+    for case in demo_datalist()["test"]:
+        image, mask, label = (np.asarray(nib.load(case[k]).dataobj, np.float32) for k in ("image", "mask", "label"))
+        x = ScaleByPercentile(98.0)(torch.from_numpy(image)[None], torch.from_numpy(mask)[None] > 0)[None].to(device)
+        brain = torch.from_numpy(mask > 0)[None, None].to(device)
+        for bf16 in (False, True):
+            inferer = inferer_class(num_steps=4, size_divisor=net.size_divisor, amp=bf16)
+            with torch.no_grad():
+                maps[bf16].append(inferer(x, net, brain)[0, 0].float().cpu().numpy()[mask > 0])
+        brains.append(mask > 0)
+        labels.append(label[mask > 0] > 0)
+    fp32, bf16, truth = np.concatenate(maps[False]), np.concatenate(maps[True]), np.concatenate(labels)
+    difference = np.abs(fp32 - bf16)
+    ap = [curve_from_scores(m, truth).average_precision() for m in (fp32, bf16)]
+    print(f"\nprecision of the anomaly maps (shipped demo weights, 3 demo patients, {fp32.size} brain voxels"
+          f"{', bf16 emulated by CPU autocast' if emulate else ''}): max |fp32 - bf16| {difference.max():.4f}, "
+          f"mean {difference.mean():.5f}, mean relative {difference.mean() / np.abs(fp32).mean():.1%}; "
+          f"pooled AP fp32 {ap[0]:.3f}, bf16 {ap[1]:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: exercise every code path")
@@ -129,6 +175,7 @@ def main() -> None:
     rate, seconds, peak = time_inference(net, volume, device, {}, True, args.slice_batch_size, False)
     print(f"| whole slice, one forward per severity | bf16 | {rate:.1f} | {seconds:.2f} | {peak} |", flush=True)
     del volume
+    precision_effect(device, emulate=device.type != "cuda")
     steps_per_s, peak = time_training(net, device, batch_shape, steps)
     print(f"\ntraining, batch {batch_shape[0]} x {batch_shape[2]} x {batch_shape[3]}, bf16 autocast, AdamW, clip 1.0: "
           f"{steps_per_s:.2f} steps/s ({1 / steps_per_s * 1e3:.0f} ms/step; 100k released steps: "

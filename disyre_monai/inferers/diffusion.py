@@ -53,7 +53,7 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
         size_divisor: slices are zero-padded to a multiple of this (the U-Net's downsampling).
         seed: noise seed. The field of timestep ``k`` is drawn from ``(seed, k)`` (shared simplex field) or from
             ``(seed, k, slice)``, so maps do not depend on the batching, the call order or the device.
-        slice_axis, slice_batch_size, foreground_threshold, progress, amp, amp_dtype: see
+        slice_axis, slice_batch_size, foreground_threshold, progress, amp, amp_dtype, cpu_batch_pixels: see
             :class:`~disyre_monai.inferers.SliceAnomalyInferer`.
         return_intermediates: also return the averaged reconstruction ``(B, C, *spatial)`` (in [0, 1] units).
 
@@ -78,11 +78,12 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
         foreground_threshold: float = 0.0,
         return_intermediates: bool = False,
         progress: bool = False,
-        amp: bool = True,
+        amp: bool = False,
         amp_dtype: torch.dtype = torch.bfloat16,
+        cpu_batch_pixels: int | None = 65536,
     ) -> None:
         super().__init__(slice_axis, slice_batch_size, foreground_threshold, return_intermediates, progress, amp,
-                         amp_dtype)
+                         amp_dtype, cpu_batch_pixels)
         name = type(self).__name__
         self.scheduler = scheduler or default_diffusion_scheduler()
         last = int(self.scheduler.num_train_timesteps) - 1

@@ -74,8 +74,8 @@ class DisyreInferer(SliceAnomalyInferer):
         multi_step_score: "direction" or "update" (multi-step only).
         return_intermediates: also return the per-step restorations.
         progress: show a progress bar over slice batches.
-        amp: autocast on CUDA with ``amp_dtype`` (ignored on CPU).
-        amp_dtype: autocast dtype (released: bfloat16).
+        amp: autocast on CUDA with ``amp_dtype`` (ignored on CPU); default False: fp32, as the released evaluation.
+        amp_dtype: autocast dtype when ``amp`` (released training: bfloat16).
         batch_severities: ``mean_single_step`` restores a batch at its K severities in ONE forward pass of
             ``K * batch`` inputs (faster, most of all on a GPU; the same map; K times the memory, and the
             batch is halved on out-of-memory errors as above). False: one forward pass per severity.
@@ -114,7 +114,7 @@ class DisyreInferer(SliceAnomalyInferer):
         multi_step_score: str = "direction",
         return_intermediates: bool = False,
         progress: bool = False,
-        amp: bool = True,
+        amp: bool = False,
         amp_dtype: torch.dtype = torch.bfloat16,
         batch_severities: bool = True,
         cpu_batch_pixels: int | None = 65536,

@@ -129,7 +129,7 @@ class LDMInferer(SliceAnomalyInferer):
             autoencoder's downsampling factor; 0: no smoothing).
         seed: seed of every draw.
         size_divisor: slices are zero-padded to a multiple of this (None: ``network.size_divisor``).
-        slice_axis, slice_batch_size, foreground_threshold, progress, amp, amp_dtype: as
+        slice_axis, slice_batch_size, foreground_threshold, progress, amp, amp_dtype, cpu_batch_pixels: as
             :class:`~disyre_monai.inferers.SliceAnomalyInferer`.
         return_intermediates: also return the extras ``(B, 2 + C, *spatial)``: channel 0 the KL map (latent KL
             averaged over channels and timesteps, nearest-upsampled), channel 1 the smoothed upsampled mask,
@@ -157,11 +157,12 @@ class LDMInferer(SliceAnomalyInferer):
         foreground_threshold: float = 0.0,
         return_intermediates: bool = False,
         progress: bool = False,
-        amp: bool = True,
+        amp: bool = False,
         amp_dtype: torch.dtype = torch.bfloat16,
+        cpu_batch_pixels: int | None = 65536,
     ) -> None:
         super().__init__(slice_axis, slice_batch_size, foreground_threshold, return_intermediates, progress, amp,
-                         amp_dtype)
+                         amp_dtype, cpu_batch_pixels)
         name = type(self).__name__
         steps = [check_int(name, "kl_timesteps", t, 1, 100_000) for t in kl_timesteps]
         if not steps:

@@ -66,7 +66,8 @@ class SliceAnomalyInferer(Inferer):
         foreground_threshold: without a mask, voxels above it (in any channel) are brain.
         return_intermediates: also return the extra channels of :meth:`_score_batch` (e.g. restorations).
         progress: show a progress bar over slice batches.
-        amp: autocast on CUDA with ``amp_dtype`` in :meth:`autocast` (ignored on CPU).
+        amp: autocast on CUDA with ``amp_dtype`` in :meth:`autocast` (ignored on CPU). Default False: fp32, as the
+            released evaluations run; bf16 is faster on a GPU but changes the maps (docs/fidelity.md).
         amp_dtype: autocast dtype.
         cpu_batch_pixels: on a CPU device, at most this many slice pixels (slices x H x W, at least one slice)
             per batch; None: no limit. The default, 65536, is 6 demo slices (91 x 109 voxels) or one
@@ -88,7 +89,7 @@ class SliceAnomalyInferer(Inferer):
         foreground_threshold: float = 0.0,
         return_intermediates: bool = False,
         progress: bool = False,
-        amp: bool = True,
+        amp: bool = False,
         amp_dtype: torch.dtype = torch.bfloat16,
         cpu_batch_pixels: int | None = 65536,
     ) -> None:

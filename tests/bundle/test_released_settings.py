@@ -115,3 +115,24 @@ def test_paper_optimiser_schedule_batch_and_severity_schedule_are_released():
     assert float(scheduler.severities[0]) == pytest.approx(0.0045, abs=1e-4)
     assert parser.get_parsed_content("corruption").corrupter.mode == "dag"
     assert parser.get_parsed_content("corruption").corrupter.prob == 1.0
+
+
+#: each method's config stack on top of train.json or inference.json (the peers' patches are stacked after them).
+METHOD_PATCHES = {"disyre": [], "cddpm": ["cddpm.json"], "ddpm": ["ddpm.json"], "pddpm": ["pddpm.json"],
+                  "ldm": ["ldm.json"]}
+
+
+@pytest.mark.parametrize("method", METHOD_PATCHES)
+def test_inference_of_every_method_runs_fp32_as_released(method):
+    parser = _parser(INFER, *(str(CONFIGS / f) for f in METHOD_PATCHES[method]))
+    inferer = parser.get_parsed_content("inferer")
+    assert parser.get_parsed_content("amp") is False and inferer.amp is False
+    assert inferer.cpu_batch_pixels == parser.get_parsed_content("cpu_batch_pixels")
+
+
+@pytest.mark.parametrize("base", ["train.json", "inference.json"])
+@pytest.mark.parametrize("method", METHOD_PATCHES)
+def test_the_configs_precision_and_cpu_cap_reach_every_methods_inferer(base, method):
+    files = [str(CONFIGS / base), *(str(CONFIGS / f) for f in METHOD_PATCHES[method])]
+    inferer = _parser(*files, amp=True, cpu_batch_pixels=12345).get_parsed_content("inferer")
+    assert inferer.amp is True and inferer.amp_dtype == torch.bfloat16 and inferer.cpu_batch_pixels == 12345
