@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
-from monai.utils import ensure_tuple_rep, look_up_option
+from monai.utils import convert_to_dst_type, ensure_tuple_rep, look_up_option
 
 from disyre_monai.inferers.slices import SliceAnomalyInferer, is_out_of_memory
 from disyre_monai.schedulers import DisyreScheduler
@@ -72,7 +72,8 @@ class DisyreInferer(SliceAnomalyInferer):
         slice_batch_size: slices per forward pass.
         foreground_threshold: without a mask, voxels above it (in any channel) are brain.
         multi_step_score: "direction" or "update" (multi-step only).
-        return_intermediates: also return the per-step restorations.
+        return_intermediates: also return the per-step restorations (with ``crop_to_foreground`` and windows:
+            those of the brain's box, zero outside it).
         progress: show a progress bar over slice batches.
         amp: autocast on CUDA with ``amp_dtype`` (ignored on CPU); default False: fp32, as the released evaluation.
         amp_dtype: autocast dtype when ``amp`` (released training: bfloat16).
@@ -82,6 +83,13 @@ class DisyreInferer(SliceAnomalyInferer):
         cpu_batch_pixels: on a CPU device, at most this many slice pixels per slice batch, and with sliding
             windows at most this many window pixels per window batch (None: no limit); see
             :class:`~disyre_monai.inferers.SliceAnomalyInferer`. The map does not change.
+        crop_to_foreground: with sliding windows (or the ``"released"`` weighting on whole slices, which stands for
+            them), score each volume (each 2D input) cropped in-plane to the box of
+            its brain (over all its slices) and padded with zeros, centred, to the released window grid (windows
+            at 0, step, ..., as the released code, which crops every volume to its foreground box before the
+            windows and pads it to fit them), then put the map back on the full grid: the windows' positions,
+            and so the ``"released"`` weighting, no longer depend on the field of view. False (0.3.1) windows
+            the whole slice with MONAI's alignment (the last window flush with the slice's end).
 
     Call:
         ``inferer(inputs, network, mask=None)``: ``inputs`` ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1];
@@ -118,6 +126,7 @@ class DisyreInferer(SliceAnomalyInferer):
         amp_dtype: torch.dtype = torch.bfloat16,
         batch_severities: bool = True,
         cpu_batch_pixels: int | None = 65536,
+        crop_to_foreground: bool = True,
     ) -> None:
         name = type(self).__name__
         self.method = look_up_option(method, INFERENCE_METHODS)
@@ -146,6 +155,57 @@ class DisyreInferer(SliceAnomalyInferer):
         self.current_sw_batch_size = self.sw_batch_size
         self.multi_step_score = look_up_option(multi_step_score, MULTI_STEP_SCORES)
         self.batch_severities = bool(batch_severities)
+        self.crop_to_foreground = bool(crop_to_foreground)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):
+        windows = self.roi_size is not None or self.foreground_weighting == "released"
+        if not windows or not self.crop_to_foreground:
+            return super().__call__(inputs, network, mask)
+        return self._on_foreground_boxes(inputs, network, mask)
+
+    def _on_foreground_boxes(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None):
+        """Score each input cropped in-plane to its brain's box; the map (and restorations) back on the full grid,
+        zero outside the box."""
+        x = torch.as_tensor(inputs)
+        fg = (x > self.foreground_threshold).any(1, keepdim=True) if mask is None else torch.as_tensor(mask) > 0
+        if x.ndim not in (4, 5) or fg.shape != (x.shape[0], 1, *x.shape[2:]) or not fg.any():
+            return super().__call__(inputs, network, mask)  # the base class names the problem (or maps zeros)
+        plane = [a for a in range(x.ndim - 2) if x.ndim == 4 or a != self.slice_axis]
+        scores, extras = [], []
+        for b in range(x.shape[0]):
+            box = [slice(None)] * (x.ndim - 2)
+            for axis in plane:
+                present = torch.nonzero(fg[b, 0].movedim(axis, 0).flatten(1).any(1)).flatten()
+                if len(present):
+                    box[axis] = slice(int(present[0]), int(present[-1]) + 1)
+            crop = (slice(b, b + 1), slice(None), *box)
+            image, brain = x.as_subclass(torch.Tensor)[crop], fg.as_subclass(torch.Tensor)[crop].float()
+            pads, inner = self._released_grid_padding(image.shape[2:], plane)
+            out = super().__call__(F.pad(image, pads), network, F.pad(brain, pads))
+            score, extra = out if self.return_intermediates else (out, None)
+            full = score.new_zeros(1, 1, *x.shape[2:])
+            full[(slice(None), slice(None), *box)] = score[(slice(None), slice(None), *inner)]
+            scores.append(full)
+            if extra is not None:
+                full_extra = extra.new_zeros(1, extra.shape[1], *x.shape[2:])
+                full_extra[(slice(None), slice(None), *box)] = extra[(slice(None), slice(None), *inner)]
+                extras.append(full_extra)
+        score = convert_to_dst_type(torch.cat(scores), inputs, dtype=torch.float32)[0]
+        return (score, torch.cat(extras)) if self.return_intermediates else score
+
+    def _released_grid_padding(self, shape: Sequence[int], plane: Sequence[int]) -> tuple[list[int], list[slice]]:
+        """Zero padding (``F.pad`` order) that centres an in-plane size ``n`` in the released window grid: the
+        smallest ``s >= max(roi, n)`` with ``(s - roi)`` a multiple of the window step, so that the windows start
+        at 0, step, ..., ``s - roi`` as in the released sliding window; and the slices taking the padding off."""
+        pads, inner = [0, 0] * len(shape), [slice(None)] * len(shape)
+        for axis, roi in zip(plane, self.roi_size or self.foreground_window):
+            n, step = int(shape[axis]), max(int(roi * (1 - self.overlap)), 1)
+            size = max(roi, n)
+            size += (-(size - roi)) % step
+            before = (size - n) // 2
+            pads[2 * (len(shape) - 1 - axis)], pads[2 * (len(shape) - 1 - axis) + 1] = before, size - n - before
+            inner[axis] = slice(before, before + n)
+        return pads, inner
 
     def _output_channels(self, in_channels: int) -> int:
         """The score and the K per-step restorations of ``in_channels`` channels each."""
