@@ -19,6 +19,7 @@ and the time's projections separate in every block; we keep the released form by
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -190,17 +191,25 @@ class ImageConditionedUNet(nn.Module):
     Args:
         unet: the denoiser, with ``condition_dim`` equal to the encoder's output length.
         encoder: maps ``(N, C, H, W)`` images to ``(N, condition_dim)`` vectors.
+        encoder_weights: pretrained weights of the encoder (all but its ``fc`` head), e.g. the released SparK
+            pretraining's checkpoint (see :func:`~disyre_monai.networks.loading.load_encoder_weights`); None (the
+            default, and the released ``pretrained_encoder=False`` variant) keeps the random initialisation.
 
     Shapes:
         ``forward(x, timesteps, image)``: ``x`` and ``image`` ``(N, C, H, W)``; ``timesteps`` ``(N,)``; returns
         ``(N, out_channels, H, W)``.
     """
 
-    def __init__(self, unet: ConditionedDiffusionUNet, encoder: nn.Module) -> None:
+    def __init__(self, unet: ConditionedDiffusionUNet, encoder: nn.Module,
+                 encoder_weights: str | os.PathLike | None = None) -> None:
         super().__init__()
         if getattr(unet, "condition_dim", None) is None:
             raise ValueError("ImageConditionedUNet: unet must be built with condition_dim (the encoder's output).")
         self.unet, self.encoder = unet, encoder
+        if encoder_weights is not None:
+            from disyre_monai.networks.loading import load_encoder_weights
+
+            load_encoder_weights(self.encoder, encoder_weights)
         self.in_channels = unet.in_channels
 
     @property

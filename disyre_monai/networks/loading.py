@@ -68,4 +68,56 @@ def load_network_weights(
     return network
 
 
+def encoder_state_dict(state: Mapping) -> dict:
+    """The ResNet parameters of a pretrained encoder's file, without its classification head (``fc``).
+
+    Accepts a plain state dict of a ResNet (timm, torchvision and MONAI name the ResNet-50 layers alike:
+    ``conv1``, ``bn1``, ``layer1.0.conv1``, ...; prefixes ``module.``/``encoder.`` are dropped) or a checkpoint
+    holding one under ``"state_dict"``, as the released cDDPM's SparK pretraining writes it, whose encoder keys
+    carry ``...sparse_encoder.sp_cnn.`` before the ResNet name (the released loader keeps what follows ``sp_cnn``
+    and drops ``fc``; the SparK decoder's keys are left out here).
+    """
+    state = state.get("state_dict", state) if isinstance(state, Mapping) else state
+    if not isinstance(state, Mapping):
+        raise ValueError(f"expected a state dict or a checkpoint with 'state_dict', got {type(state).__name__}.")
+    picked = {}
+    sparse = any("sp_cnn." in k for k in state)
+    for key, value in state.items():
+        if sparse:
+            if "sp_cnn." not in key:
+                continue
+            key = key.split("sp_cnn.", 1)[1]
+        for prefix in ("module.", "encoder."):
+            key = key[len(prefix):] if key.startswith(prefix) else key
+        if not key.startswith("fc."):
+            picked[key] = value
+    return picked
+
+
+def load_encoder_weights(encoder: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load pretrained weights (e.g. cDDPM's SparK-pretrained ResNet-50) into ``encoder``, all but its ``fc`` head.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unsafe or corrupt file, or weights that do not fit: naming the layer with both shapes, or the
+            encoder's layers the file lacks (a ResNet-50 needs every one but ``fc``).
+    """
+    state = encoder_state_dict(safe_torch_load(path, map_location="cpu", what="encoder weights"))
+    own = {k: v for k, v in encoder.state_dict().items() if not k.startswith("fc.")}
+    head = {k: v for k, v in encoder.state_dict().items() if k.startswith("fc.")}
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        name, theirs, ours = mismatched[0]
+        raise ValueError(f"encoder weights {path}: layer {name!r} has shape {theirs} in the file but {ours} in the "
+                         f"encoder ({len(mismatched)} layer(s) differ; a 1-channel ResNet-50 is expected).")
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"encoder weights {path}: {len(missing)} encoder layer(s) missing from the file "
+                         f"{missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}.")
+    encoder.load_state_dict({**state, **head})
+    logger.info(f"loaded {len(state)} pretrained encoder tensors from {path} (fc head kept as initialised)")
+    return encoder
+
+
 __getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers.network_weights"})

@@ -53,7 +53,7 @@ def test_defaults_keep_the_method_s_own_folders_and_name():
 
 
 def test_paper_patch_selects_the_larger_configuration():
-    parser = _workflow([TRAIN, LDM, str(CONFIGS / "ldm_paper.json")], "train", device="cpu").parser
+    parser = _workflow([TRAIN, LDM, str(CONFIGS / "ldm_large.json")], "train", device="cpu").parser
     model = parser.get_parsed_content("network_def")
     assert model.preset == "paper" and model.size_divisor == 32
     assert tuple(model.unet.block_out_channels) == (128, 256, 256) and model.latent_channels == 64
