@@ -17,7 +17,7 @@ from ignite.engine import Engine, Events
 from monai.inferers import Inferer
 
 from disyre_monai.engines.distributed import SHARDED_EVALUATION, sharded_cases
-from disyre_monai.metrics.cases import voxel_volume_ml
+from disyre_monai.metrics.cases import voxel_spacing_mm, voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import Protocol, look_up_protocol
 from disyre_monai.utils import as_numpy, source_name
@@ -80,7 +80,8 @@ class CaseCollector(ABC):
         for method, inferer in self.baselines.items():
             maps[method] = as_numpy(inferer(image_t, None, mask=mask_t))[0]
         return self.evaluation.add_case(name, maps, mask, label, image=as_numpy(image)[0],
-                                        voxel_volume_ml=voxel_volume_ml(image), healthy=healthy)
+                                        voxel_volume_ml=voxel_volume_ml(image), healthy=healthy,
+                                        spacing=voxel_spacing_mm(image))
 
     def _collect(self, engine: Engine) -> None:
         pred_key, label_key, mask_key, image_key, healthy_key = self.keys

@@ -22,6 +22,28 @@ def voxel_volume_ml(image) -> float | None:
     return float(abs(np.linalg.det(as_numpy(affine)[:3, :3]))) / 1000.0
 
 
+def voxel_spacing_mm(image) -> tuple[float, ...] | None:
+    """Voxel spacing (mm, one per spatial axis) from a MetaTensor's affine, None when it has none."""
+    affine = getattr(image, "affine", None)
+    if affine is None:
+        return None
+    return tuple(float(v) for v in np.linalg.norm(as_numpy(affine)[:3, :3], axis=0))
+
+
+def central_box(shape: tuple[int, ...], box_mm, spacing) -> np.ndarray:
+    """Bool mask of the central box of ``box_mm`` (mm per axis) in a volume of ``shape`` with voxel ``spacing``:
+    the voxels torchio's ``CropOrPad`` keeps (size ``round(mm / spacing)``, centred, the extra voxel of an odd
+    difference cut at the end); axes smaller than the box are kept whole."""
+    keep = np.zeros(shape, bool)
+    index = []
+    for n, mm, step in zip(shape, box_mm, spacing):
+        size = min(n, max(int(round(float(mm) / float(step))), 1))
+        start = (n - size) // 2
+        index.append(slice(start, start + size))
+    keep[tuple(index)] = True
+    return keep
+
+
 def case_scores(scores: np.ndarray, top_k: int) -> dict[str, float]:
     """Case-level scores of the flat ``scores`` of one volume's evaluated voxels."""
     k = min(top_k, scores.size)

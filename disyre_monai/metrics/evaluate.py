@@ -21,7 +21,7 @@ from disyre_monai.engines.outputs import case_outputs
 from disyre_monai.failures import FailureReport
 from disyre_monai.inferers.baselines import NormativeInferer, ZScoreInferer
 from disyre_monai.io import NIFTI_SUFFIXES, atomic_write_json
-from disyre_monai.metrics.cases import voxel_volume_ml
+from disyre_monai.metrics.cases import voxel_spacing_mm, voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import look_up_protocol
 from disyre_monai.metrics.report import summary_lines, write_report
@@ -123,7 +123,7 @@ def _score_split(entries: list[dict], maps: dict[str, Path], postfix: str, load,
             healthy = unlabelled and (entry.get("role") == "healthy" or stage == "calibration")
             evaluation.add_case(Path(entry["image"]).name, scored, item["mask"], item.get("label"),
                                 image=item["image"][0], voxel_volume_ml=voxel_volume_ml(item["image"]),
-                                healthy=healthy)
+                                healthy=healthy, spacing=voxel_spacing_mm(item["image"]))
         except Exception as error:
             failures.record(entry, stage, error)
         else:

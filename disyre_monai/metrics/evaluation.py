@@ -7,7 +7,7 @@ every number labelled with the protocol; :class:`~disyre_monai.handlers.AnomalyR
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from disyre_monai.metrics.cases import (
     SCORE_NAMES,
     bounding_box,
     case_scores,
+    central_box,
     dice,
     slice_has_lesion,
     slice_scores,
@@ -104,7 +105,8 @@ class AnomalyEvaluation:
 
     # ------------------------------------------------------------------ accumulation
     def add_case(self, name: str, maps: Mapping[str, object], mask, label=None, image=None,
-                 voxel_volume_ml: float | None = None, healthy: bool = False) -> list[dict]:
+                 voxel_volume_ml: float | None = None, healthy: bool = False,
+                 spacing: Sequence[float] | None = None) -> list[dict]:
         """Score one case.
 
         Args:
@@ -115,6 +117,7 @@ class AnomalyEvaluation:
             image: the scan, same shape, used only for the best/worst montages.
             voxel_volume_ml: volume of one voxel in ml (for the lesion-size breakdown; None: from 1 mm^3).
             healthy: the case has no lesion and no label.
+            spacing: voxel spacing in mm per axis (needed by a protocol with ``central_box_mm``).
 
         Returns:
             the case's rows (one per method).
@@ -125,7 +128,7 @@ class AnomalyEvaluation:
         if set(maps) != set(self.methods):
             raise ValueError(f"AnomalyEvaluation: case {name}: maps for {sorted(maps)}, expected {self.methods}.")
         brain, truth = self._case_masks(name, mask, label, healthy)
-        kept, region = self._scored_region(name, brain)
+        kept, region = self._scored_region(name, brain, spacing)
         slice_region = region if self.protocol.slice_region == "scored" else bounding_box(brain)
         labels = truth[region]
         subsample = self._subsample(labels.size)
@@ -165,11 +168,18 @@ class AnomalyEvaluation:
             raise ValueError(f"AnomalyEvaluation: case {name}: label {truth.shape} and mask {brain.shape} differ.")
         return brain, truth
 
-    def _scored_region(self, name: str, brain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _scored_region(self, name: str, brain: np.ndarray,
+                       spacing: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(kept, region)``: the brain after the protocol's erosion, and the voxels scored (``kept``, or the whole
-        volume when the protocol scores every voxel)."""
+        volume when the protocol scores every voxel), both within the protocol's central box if it has one."""
         kept = erode_mask(brain, self.protocol.mask_erosion)
         region = np.ones_like(brain) if self.protocol.voxels == "volume" else kept
+        if self.protocol.central_box_mm is not None:
+            if spacing is None:
+                raise ValueError(f"AnomalyEvaluation: case {name}: protocol {self.protocol.name} scores a central box "
+                                 "in mm and needs the voxel spacing (load the case with its affine).")
+            box = central_box(brain.shape, self.protocol.central_box_mm, spacing)
+            kept, region = kept & box, region & box
         if not kept.any():
             raise ValueError(f"AnomalyEvaluation: case {name}: no voxel left to score (empty or fully eroded mask).")
         return kept, region

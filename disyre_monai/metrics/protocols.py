@@ -8,7 +8,7 @@ which must then get its own ``name``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from monai.utils import look_up_option
 
@@ -42,6 +42,9 @@ class Protocol:
             ``"scored"`` (the protocol's scored voxels) or ``"bounding_box"`` (every voxel of the brain mask's
             bounding box, background included, as the released DISYRE code, which crops each volume to its
             foreground and averages whole slices).
+        central_box_mm: score only the voxels of the volume's central box of this size (mm per axis, centred as
+            torchio's ``CropOrPad``, which the released cDDPM evaluation applies before resampling); None: the
+            whole volume. Needs the voxel spacing of every case.
         headline: ``(group, metric)`` pairs printed first and used as the protocol's summary.
         reference: where the protocol comes from.
     """
@@ -59,6 +62,7 @@ class Protocol:
     healthy_fpr: float = 0.01
     top_k: int = 100
     slice_region: str = "scored"
+    central_box_mm: tuple[float, float, float] | None = None
     headline: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     reference: str = ""
 
@@ -75,6 +79,9 @@ class Protocol:
             raise ValueError(f"Protocol {self.name}: clip_range must be (low, high) with low < high.")
         if not 0 < self.healthy_fpr < 1:
             raise ValueError(f"Protocol {self.name}: healthy_fpr must be in (0, 1), got {self.healthy_fpr}.")
+        if self.central_box_mm is not None and (len(self.central_box_mm) != 3 or min(self.central_box_mm) <= 0):
+            raise ValueError(f"Protocol {self.name}: central_box_mm must be 3 positive sizes (mm), got "
+                             f"{self.central_box_mm}.")
         if self.top_k < 1:
             raise ValueError(f"Protocol {self.name}: top_k must be >= 1, got {self.top_k}.")
 
@@ -94,7 +101,8 @@ def register_protocol(protocol: Protocol) -> Protocol:
 
 
 def look_up_protocol(protocol: str | Protocol) -> Protocol:
-    """A preset by name (``exact``, ``disyre``, ``upd``, ``behrendt``, ``mood``), or the protocol itself."""
+    """A preset by name (``exact``, ``disyre``, ``upd``, ``behrendt``, ``behrendt_slab``, ``mood``), or the protocol
+    itself."""
     if isinstance(protocol, Protocol):
         return protocol
     return look_up_option(protocol, PROTOCOLS)
@@ -157,6 +165,18 @@ register_protocol(Protocol(
               ("per_volume", "best_dice.mean")),
     reference="Behrendt et al., 'Patched diffusion models for unsupervised anomaly detection in brain MRI', "
               "MIDL 2023; 'Guided reconstruction with conditioned diffusion models...', 2024",
+))
+
+register_protocol(replace(
+    PROTOCOLS["behrendt"],
+    name="behrendt_slab",
+    description=PROTOCOLS["behrendt"].description + " Scored region: the central 192 x 192 x 100 mm box of each "
+                "volume only (the released evaluation's CropOrPad to 192 x 192 x 100 at 1 mm before resampling to "
+                "96 x 96 x 50 at 2 mm: a central axial slab of 100 mm), as the published cDDPM/pDDPM numbers; "
+                "protocol behrendt scores the whole volume.",
+    central_box_mm=(192.0, 192.0, 100.0),
+    reference=PROTOCOLS["behrendt"].reference + "; FinnBehrendt/Conditioned-Diffusion-Models-UAD@c5904a7 "
+              "src/datamodules/create_dataset.py (CropOrPad), configs/experiment/cDDPM (imageDim 192x192x100)",
 ))
 
 register_protocol(Protocol(

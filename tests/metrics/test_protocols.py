@@ -18,11 +18,11 @@ def _case(seed=0, shape=(24, 24, 10)):
 
 
 def test_presets_exist_and_every_number_carries_the_protocol():
-    assert set(PROTOCOLS) == {"exact", "disyre", "upd", "behrendt", "mood"}
+    assert set(PROTOCOLS) == {"exact", "disyre", "upd", "behrendt", "behrendt_slab", "mood"}
     amap, brain, label = _case()
     for name in PROTOCOLS:
         evaluation = AnomalyEvaluation(name, ["m"], thresholds={"m": 0.6})
-        evaluation.add_case("c", {"m": amap}, brain, label)
+        evaluation.add_case("c", {"m": amap}, brain, label, spacing=(1.0, 1.0, 1.0))
         summary = evaluation.result()["summary"]
         assert summary["protocol"] == name and summary["protocol_settings"]["name"] == name
         assert all(v is None or np.isfinite(v) for v in summary["headline"]["m"].values())
@@ -107,3 +107,22 @@ def test_disyre_slice_mean_covers_the_cropped_slice_background_included():
         assert evaluation.slice_labels[0].tolist() == [False, True, False, False]
     assert np.allclose(means["exact"], 1.0), "exact: brain voxels only"
     assert np.allclose(means["disyre"], disc.sum() / 18**2), "released: the whole cropped slice"
+
+
+def test_behrendt_slab_scores_only_the_released_central_box():
+    """The released cDDPM evaluation crops every 1 mm volume to its central 192 x 192 x 100 mm before resampling:
+    at 2 mm, the central 96 x 96 x 50 voxels; a lesion outside that slab is not scored."""
+    shape = (120, 120, 78)  # 240 x 240 x 156 mm at 2 mm
+    brain = np.zeros(shape, bool)
+    brain[10:110, 10:110, 4:74] = True
+    label = np.zeros(shape, bool)
+    label[50:60, 50:60, 35:40] = True  # inside the slab (axial voxels 14..63)
+    label[50:60, 50:60, 6:10] = True   # below it
+    amap = (np.where(label, 0.9, 0.1) * brain).astype(np.float32)
+    rows = {}
+    for name in ("behrendt", "behrendt_slab"):
+        evaluation = AnomalyEvaluation(name, ["m"], thresholds={"m": 0.5})
+        rows[name] = evaluation.add_case("c", {"m": amap}, brain, label, spacing=(2.0, 2.0, 2.0))[0]
+    assert rows["behrendt"]["lesion_voxels"] == 900 and rows["behrendt_slab"]["lesion_voxels"] == 500
+    with pytest.raises(ValueError, match="behrendt_slab.*voxel spacing"):
+        AnomalyEvaluation("behrendt_slab", ["m"], thresholds={"m": 0.5}).add_case("c", {"m": amap}, brain, label)
