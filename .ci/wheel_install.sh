@@ -56,4 +56,8 @@ assert pydicom.dcmread(seg).Modality == "SEG" and len(overlay) == 91, (seg, len(
 assert list(Path("dicom_out").glob("series1_*_anomaly_map.nii.gz")), "no NIfTI map of the DICOM series"
 print(f"DICOM series in, SEG + {len(overlay)}-image overlay series out: {seg.name}")
 PY
+# The commands that read the bundle, run from the wheel (0.3.1 looked for it where only a checkout keeps it).
+disyre-monai validate dicom_in
+disyre-monai evaluate maps --output_dir report --progress False
+test -s report/metrics.json
 echo "wheel install test: $((SECONDS - start)) s"

@@ -44,8 +44,9 @@ def bundle_root() -> str:
 
 def find_bundle(bundle_dir: str | os.PathLike | None = None,
                 required: Sequence[str] = ("configs/inference.json",)) -> Path:
-    """The DISYRE bundle folder: ``bundle_dir``, else ``$DISYRE_BUNDLE``, else ``bundle/`` of the source checkout
-    this package runs from.
+    """The DISYRE bundle folder: ``bundle_dir``, else ``$DISYRE_BUNDLE``, else the bundle shipped with this
+    installation (``disyre_monai/bundle/`` of an installed wheel, ``bundle/`` of a source checkout; see
+    :func:`disyre_monai.bundle_files.bundle_root`).
 
     Args:
         bundle_dir: the bundle folder (holding ``configs/``), or None for the default.
@@ -59,7 +60,12 @@ def find_bundle(bundle_dir: str | os.PathLike | None = None,
     elif os.environ.get("DISYRE_BUNDLE"):
         root = Path(os.environ["DISYRE_BUNDLE"])
     else:
-        root = Path(__file__).resolve().parents[1] / "bundle"
+        from disyre_monai.bundle_files import bundle_root as shipped_bundle
+
+        try:
+            root = shipped_bundle()
+        except FileNotFoundError:
+            root = Path(__file__).resolve().parents[1] / "bundle"
     missing = [name for name in required if not (root / name).is_file()]
     if missing:
         raise FileNotFoundError(

@@ -58,7 +58,7 @@ def test_the_server_lists_the_pacs_series_and_stores_seg_and_overlay_in_its_stud
     parts = _parts(r)
     result = json.loads(parts[b"params"])
     stored = result["dicom_results"]
-    assert stored["study"] == study_uid and stored["instances"] == 1 + len(pacs_server["files"])
+    assert stored["stored"] and stored["study"] == study_uid and stored["instances"] == 1 + len(pacs_server["files"])
 
     # Orthanc lists the source, the SEG and the overlay under the one study
     series = {s["SeriesInstanceUID"]: s for s in pacs.series_of_study(study_uid)}

@@ -135,3 +135,20 @@ def test_train_task_without_images_says_so(app_dir, tmp_path, demo_patient):
     with pytest.raises(MONAILabelException) as error:
         task({"max_epochs": 0}, store)
     assert "max_epochs must be in [1" in error.value.msg
+
+
+class _RefusingPacs:
+    def store(self, datasets):
+        raise ConnectionError("PACS unreachable")
+
+
+def test_a_pacs_refusing_the_results_does_not_fail_the_request(app_dir, demo_patient, tmp_path):
+    """The viewer still gets its label map; the JSON result says the DICOM results were not stored, and why."""
+    from disyre_monai.dicom import nifti_to_dicom_series
+
+    series = tmp_path / "series"
+    nifti_to_dicom_series(demo_patient, series, uid_seed="refused")
+    task = DisyreInferTask(str(app_dir / BUNDLE_SUBDIR), {}, result_store=_RefusingPacs())
+    label_file, result = task({"image": str(series), "device": "cpu"})
+    assert nib.load(label_file).shape == nib.load(demo_patient).shape
+    assert result["dicom_results"] == {"stored": False, "error": "ConnectionError: PACS unreachable"}

@@ -218,14 +218,23 @@ class DisyreInferTask(BundleInferTask):
     def store_dicom_results(self, series_folder: str, anomaly_map, threshold: float) -> dict[str, Any]:
         """Build the SEG (``map >= threshold``) and the overlay series of a scored series and store them in the PACS.
 
+        A PACS that refuses them does not fail the request: the viewer still gets its result, and the JSON result
+        says what went wrong (``"stored": false``, ``"error"``).
+
         Returns:
-            ``{"study", "seg_series", "overlay_series", "instances"}`` (UIDs and the number of instances sent).
+            ``{"stored", "study", "seg_series", "overlay_series", "instances"}`` (UIDs, number of instances sent),
+            or ``{"stored": False, "error": ...}``.
         """
         from disyre_monai.dicom.results import dicom_results
 
-        seg, overlay = dicom_results(series_folder, anomaly_map, anomaly_map >= threshold, threshold)
-        self.result_store.store([seg, *overlay])
-        logger.info(f"stored the DICOM results of {os.path.basename(series_folder)}: SEG {seg.SeriesInstanceUID}, "
-                    f"overlay {overlay[0].SeriesInstanceUID} ({len(overlay)} images)")
-        return {"study": str(seg.StudyInstanceUID), "seg_series": str(seg.SeriesInstanceUID),
+        name = os.path.basename(series_folder)
+        try:
+            seg, overlay = dicom_results(series_folder, anomaly_map, anomaly_map >= threshold, threshold)
+            self.result_store.store([seg, *overlay])
+        except Exception as error:  # the PACS or the DICOM writing failed: report it, keep the viewer's answer
+            logger.error(f"the DICOM results of {name} were not stored in the PACS: {type(error).__name__}: {error}")
+            return {"stored": False, "error": f"{type(error).__name__}: {str(error)[:500]}"}
+        logger.info(f"stored the DICOM results of {name}: SEG {seg.SeriesInstanceUID}, overlay "
+                    f"{overlay[0].SeriesInstanceUID} ({len(overlay)} images)")
+        return {"stored": True, "study": str(seg.StudyInstanceUID), "seg_series": str(seg.SeriesInstanceUID),
                 "overlay_series": str(overlay[0].SeriesInstanceUID), "instances": 1 + len(overlay)}
