@@ -67,6 +67,8 @@ class AtomicCheckpointSaver:
         final_filename: model file written at the end (None: none).
         final_key: the ``save_dict`` entry saved as the model.
         key_metric_filename: best-model file, for use on an evaluator.
+        key_metric_mode: "max" (a higher key metric is better, e.g. PSNR) or "min" (e.g. the released diffusion
+            baselines' validation L1 loss).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class AtomicCheckpointSaver:
         final_filename: str | None = "model.pt",
         final_key: str = "model",
         key_metric_filename: str | None = None,
+        key_metric_mode: str = "max",
     ) -> None:
         if final_key not in save_dict:
             raise ValueError(f"AtomicCheckpointSaver: final_key {final_key!r} is not in save_dict {list(save_dict)}.")
@@ -85,6 +88,9 @@ class AtomicCheckpointSaver:
         self.save_dict, self.final_key = save_dict, final_key
         self.save_interval, self.n_saved = int(save_interval), max(int(n_saved), 1)
         self.final_filename, self.key_metric_filename = final_filename, key_metric_filename
+        if key_metric_mode not in ("max", "min"):
+            raise ValueError(f"AtomicCheckpointSaver: key_metric_mode must be 'max' or 'min', got {key_metric_mode!r}.")
+        self.key_metric_mode = key_metric_mode
         self._best: float | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -121,7 +127,7 @@ class AtomicCheckpointSaver:
 
     def _save_if_best(self, engine: Engine) -> None:
         value = float(engine.state.metrics[engine.state.key_metric_name])
-        if self._best is None or value > self._best:
+        if self._best is None or (value > self._best if self.key_metric_mode == "max" else value < self._best):
             self._best = value
             atomic_torch_save(self._model_state(), self.save_dir / self.key_metric_filename)
             logger.info(f"saved best model ({engine.state.key_metric_name}={value:.4f}) {self.key_metric_filename}")

@@ -16,13 +16,16 @@ class GradientClipping:
     gradient scaling, the gradients are unscaled first so the norm is measured in true units.
 
     Args:
-        max_norm: maximum L2 norm of all gradients (released: 1.0).
+        max_norm: maximum L2 norm of all gradients (released DISYRE: 1.0); None: no clipping (released cDDPM,
+            pDDPM and DDPM), the handler attaches nothing.
     """
 
-    def __init__(self, max_norm: float = 1.0) -> None:
-        self.max_norm = check_number(type(self).__name__, "max_norm", max_norm, 1e-12)
+    def __init__(self, max_norm: float | None = 1.0) -> None:
+        self.max_norm = None if max_norm is None else check_number(type(self).__name__, "max_norm", max_norm, 1e-12)
 
     def attach(self, engine: Engine) -> None:
+        if self.max_norm is None:
+            return
         engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:

@@ -14,14 +14,18 @@ clean slice ``x0`` in ONE step, and score ``|x - x0_hat|``. They differ in what 
   simplex noise, t = 500).
 
 Released conventions kept: intensities in [0, 1] are mapped to [-1, 1] for the network and back; the
-prediction is not clipped; one simplex field is shared by every slice of a call (released: the slices of a
-volume form one batch and ``gen_noise`` repeats one field over it), and a new field is drawn per timestep of
-the ensemble. The post-processing (mask erosion, 3D median filter, small components) is the evaluation
+prediction is not clipped; one simplex field is shared by every slice of a volume (released: the slices of a
+volume form one batch and ``gen_noise`` repeats one field over it), each volume gets a fresh field (released: a
+new draw per test batch), and a new field is drawn per timestep of the ensemble. With ``slice_size`` (the
+bundle sets the training slice size) a test slice is placed in the frame training cut it to, so the network
+sees slices as in training and pDDPM's cells lie where training cut them (released: test and training slices
+are the same 96 x 96 frame). The post-processing (mask erosion, 3D median filter, small components) is the evaluation
 protocol ``behrendt`` (:mod:`disyre_monai.metrics.protocols`), not part of the map.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -39,6 +43,51 @@ from disyre_monai.transforms.diffusion import check_patch_grid, grid_cells
 from disyre_monai.utils import check_int
 
 
+def volume_fingerprint(volume: torch.Tensor) -> int:
+    """A 64-bit integer of a volume's float32 values: the per-volume key of the test noise."""
+    data = volume.detach().as_subclass(torch.Tensor).float().cpu().contiguous().numpy().tobytes()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def frame_padding(size: int, train_size: int, period: int) -> tuple[int, int]:
+    """Padding ``(before, after)`` of one axis of a test slice that puts it in the training frame.
+
+    Training pads a smaller slice, centred, to ``train_size`` and crops a larger one to its centre (MONAI's
+    ``ResizeWithPadOrCropd``: ``(train_size - size) // 2`` before; crop start ``size // 2 - train_size // 2``). A
+    smaller test slice is padded exactly as training padded it; a larger one keeps all its pixels and is padded
+    to whole multiples of ``period`` around the centred training frame, so that cell edges (``period`` = cell size) fall
+    where training put them.
+
+    Args:
+        size: the slice's length along the axis.
+        train_size: the training slice's length along the axis.
+        period: the cell size (pDDPM) or the network's size divisor.
+
+    Returns:
+        ``(before, after)`` zero padding.
+    """
+    if size <= train_size:
+        before = (train_size - size) // 2
+        return before, train_size - size - before
+    before = (train_size // 2 - size // 2) % period
+    return before, (-(before + size)) % period
+
+
+def lattice_cells(height: int, width: int, cell: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
+    """Boolean masks ``(n, 1, height, width)`` of the cells of a lattice of ``cell``-sized boxes from (0, 0), row-major.
+
+    A remainder at the bottom or right (padding for the network's size divisor) joins the last row or column.
+    """
+    rows, cols = max(height // cell[0], 1), max(width // cell[1], 1)
+    r_edges = [i * cell[0] for i in range(rows)] + [height]
+    c_edges = [j * cell[1] for j in range(cols)] + [width]
+    cells = torch.zeros(rows * cols, 1, height, width, dtype=torch.bool, device=device)
+    for i in range(rows):
+        for j in range(cols):
+            cells[i * cols + j, :, r_edges[i]:r_edges[i + 1], c_edges[j]:c_edges[j + 1]] = True
+    return cells
+
+
 class DiffusionReconstructionInferer(SliceAnomalyInferer):
     """One-step diffusion reconstruction: ``score = |x - mean_k x0_hat(q(x_{t_k} | x), t_k)|`` (channel mean).
 
@@ -51,8 +100,17 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
         patch_grid: ``(rows, cols)``: noise one grid cell at a time and stitch the cells' predictions (pDDPM);
             None noises the whole slice.
         size_divisor: slices are zero-padded to a multiple of this (the U-Net's downsampling).
-        seed: noise seed. The field of timestep ``k`` is drawn from ``(seed, k)`` (shared simplex field) or from
-            ``(seed, k, slice)``, so maps do not depend on the batching, the call order or the device.
+        slice_size: ``(H, W)`` of the training slices (centred pad or crop, as the bundle's
+            ``ResizeWithPadOrCropd``): a test slice is padded into that frame (:func:`frame_padding`) and pDDPM's
+            cells are ``slice_size / patch_grid`` boxes of that frame, extended by whole cells over a larger slice
+            (the training geometry). None: slices are padded at the bottom/right to ``size_divisor`` and the grid
+            splits the padded slice (0.3.x).
+        seed: noise seed. The field of timestep ``k`` is drawn from ``(seed, k, volume)`` (shared simplex field) or
+            from ``(seed, k, volume, slice)``, so maps do not depend on the batching, the call order or the device.
+        noise_per_volume: True (released): ``volume`` is a fingerprint of the volume's values
+            (:func:`volume_fingerprint`), so each volume gets its own field and a volume's map does not depend on
+            the others scored with it. False: one field per timestep for every volume (0.3.x; ``volume`` is left out
+            and ``slice`` counts over the whole call).
         slice_axis, slice_batch_size, foreground_threshold, progress, amp, amp_dtype, cpu_batch_pixels: see
             :class:`~disyre_monai.inferers.SliceAnomalyInferer`.
         return_intermediates: also return the averaged reconstruction ``(B, C, *spatial)`` (in [0, 1] units).
@@ -72,7 +130,9 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
         condition_on_input: bool = False,
         patch_grid: Sequence[int] | None = None,
         size_divisor: int = 4,
+        slice_size: Sequence[int] | None = None,
         seed: int = 0,
+        noise_per_volume: bool = True,
         slice_axis: int = 2,
         slice_batch_size: int = 32,
         foreground_threshold: float = 0.0,
@@ -94,17 +154,83 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
         self.condition_on_input = bool(condition_on_input)
         self.patch_grid = check_patch_grid(name, patch_grid)
         self.size_divisor = check_int(name, "size_divisor", size_divisor, 1, 4096)
+        self.slice_size = self._check_slice_size(name, slice_size)
         self.seed = check_int(name, "seed", seed, 0)
+        self.noise_per_volume = bool(noise_per_volume)
+        self._volume_keys: list[int] | None = None
+        self._slices_per_volume = 1
+
+    def _check_slice_size(self, name: str, slice_size: Sequence[int] | None) -> tuple[int, int] | None:
+        if slice_size is None:
+            return None
+        size = tuple(check_int(name, "slice_size", s, 1, 65536) for s in slice_size)
+        if len(size) != 2:
+            raise ValueError(f"{name}: slice_size must be (H, W), got {slice_size!r}.")
+        grid = self.patch_grid or (1, 1)
+        for s, g in zip(size, grid):
+            if s % g or (s // g) % self.size_divisor:
+                raise ValueError(f"{name}: slice_size {size} must split into patch_grid {grid} cells whose sides are "
+                                 f"multiples of size_divisor {self.size_divisor}.")
+        return size
+
+    @property
+    def cell_size(self) -> tuple[int, int] | None:
+        """Side lengths of pDDPM's cells in the training frame (None without ``slice_size`` or a grid)."""
+        if self.slice_size is None or self.patch_grid is None:
+            return None
+        return self.slice_size[0] // self.patch_grid[0], self.slice_size[1] // self.patch_grid[1]
+
+    def slice_padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Zero padding ``(top, bottom, left, right)`` of a ``height x width`` test slice (see ``slice_size``)."""
+        if self.slice_size is None:
+            return 0, (-height) % self.size_divisor, 0, (-width) % self.size_divisor
+        period = self.cell_size or (self.size_divisor, self.size_divisor)
+        top, bottom = frame_padding(height, self.slice_size[0], period[0])
+        left, right = frame_padding(width, self.slice_size[1], period[1])
+        bottom += (-(top + height + bottom)) % self.size_divisor
+        right += (-(left + width + right)) % self.size_divisor
+        return top, bottom, left, right
+
+    def test_cells(self, height: int, width: int, device: torch.device | None = None) -> torch.Tensor | None:
+        """pDDPM's cells ``(n, 1, H, W)`` on a PADDED test slice of ``height x width`` (None without a grid)."""
+        if self.patch_grid is None:
+            return None
+        if self.cell_size is None:
+            return grid_cells(height, width, self.patch_grid, device)
+        return lattice_cells(height, width, self.cell_size, device)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
+        x = torch.as_tensor(inputs)
+        self._volume_keys = None
+        if self.noise_per_volume and not x.dtype.is_complex:
+            self._volume_keys = [volume_fingerprint(x[b]) for b in range(x.shape[0])]
+        self._slices_per_volume = x.shape[2 + self.slice_axis] if x.ndim == 5 else 1
+        return super().__call__(inputs, network, mask)
 
     def _output_channels(self, in_channels: int) -> int:
         return 1 + in_channels
 
     def _draw_noise(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Noise of timestep index ``k`` for the batch ``x`` ``(N, C, H, W)`` (see ``seed``)."""
-        if self.noise.noise_type == "simplex" and self.noise.shared_over_batch:
-            return self.noise(x[:1], seeded_generator(self.seed, k)).expand_as(x)
-        return torch.cat([self.noise(x[i:i + 1], seeded_generator(self.seed, k, int(s)))
-                          for i, s in enumerate(self.slice_index.tolist())])
+        """Noise of timestep index ``k`` for the batch ``x`` ``(N, C, H, W)`` (``seed``, ``noise_per_volume``)."""
+        shared = self.noise.noise_type == "simplex" and self.noise.shared_over_batch
+        if self._volume_keys is None:
+            if shared:
+                return self.noise(x[:1], seeded_generator(self.seed, k)).expand_as(x)
+            return torch.cat([self.noise(x[i:i + 1], seeded_generator(self.seed, k, int(s)))
+                              for i, s in enumerate(self.slice_index.tolist())])
+        volumes = (self.slice_index // self._slices_per_volume).tolist()
+        within = (self.slice_index % self._slices_per_volume).tolist()
+        fields: dict[int, torch.Tensor] = {}
+        noise = []
+        for i, (v, s) in enumerate(zip(volumes, within)):
+            key = self._volume_keys[v]
+            if not shared:
+                noise.append(self.noise(x[i:i + 1], seeded_generator(self.seed, k, key, s)))
+                continue
+            if v not in fields:
+                fields[v] = self.noise(x[:1], seeded_generator(self.seed, k, key))
+            noise.append(fields[v])
+        return torch.cat(noise)
 
     def _predict(self, network: Callable, x_t: torch.Tensor, t: int, clean: torch.Tensor) -> torch.Tensor:
         """``x0_hat`` in [-1, 1] units from ``x_t`` at timestep ``t``."""
@@ -115,9 +241,10 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
 
     def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
         h, w = x.shape[2:]
-        x = F.pad(x, (0, (-w) % self.size_divisor, 0, (-h) % self.size_divisor))
+        top, bottom, left, right = self.slice_padding(h, w)
+        x = F.pad(x, (left, right, top, bottom))
         x0 = 2.0 * x - 1.0
-        cells = None if self.patch_grid is None else grid_cells(*x.shape[2:], self.patch_grid, x.device)
+        cells = self.test_cells(*x.shape[2:], device=x.device)
         reco = torch.zeros_like(x)
         for k, t in enumerate(self.timesteps):
             noise = self._draw_noise(k, x)
@@ -131,7 +258,7 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
             reco += (pred + 1.0) / 2.0
         reco /= len(self.timesteps)
         score = (x - reco).abs().mean(1, keepdim=True)
-        return torch.cat([score, reco], 1)[:, :, :h, :w]
+        return torch.cat([score, reco], 1)[:, :, top:top + h, left:left + w]
 
 
 class CDDPMInferer(DiffusionReconstructionInferer):

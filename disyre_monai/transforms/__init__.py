@@ -1,7 +1,14 @@
 """Transforms: input checks, intensity preprocessing, slicing, DISYRE's synthetic-anomaly corruption (array +
 dictionary twins) and the diffusion baselines' per-sample training draws."""
 
-from .augment import LeanRand2DElasticD, LeanRand2DElasticd, LeanRand2DElasticDict
+from .augment import (
+    LeanRand2DElasticD,
+    LeanRand2DElasticd,
+    LeanRand2DElasticDict,
+    RandKSpaceGhostingD,
+    RandKSpaceGhostingd,
+    RandKSpaceGhostingDict,
+)
 from .corruption import (
     Corruption,
     RandDisyreCorruption,
@@ -39,5 +46,5 @@ __all__ = [
     "ValidateImage", "ValidateImaged", "ValidateImageD", "ValidateImageDict",
     "RandDiffusionDrawd", "RandDiffusionDrawD", "RandDiffusionDrawDict",
     "LeanRand2DElasticd", "LeanRand2DElasticD", "LeanRand2DElasticDict", "CropToMaskd", "CropToMaskD",
-    "CropToMaskDict",
+    "CropToMaskDict", "RandKSpaceGhostingd", "RandKSpaceGhostingD", "RandKSpaceGhostingDict",
 ]

@@ -15,7 +15,7 @@ from monai.data import MetaTensor, get_track_meta
 from monai.transforms import MapTransform, Randomizable, SpatialCrop
 from monai.utils import convert_to_tensor
 
-from disyre_monai.utils import check_int, moved_names, source_name
+from disyre_monai.utils import check_int, check_number, moved_names, source_name
 
 
 class RandSlicesd(Randomizable, MapTransform):
@@ -30,19 +30,40 @@ class RandSlicesd(Randomizable, MapTransform):
         num_slices: slices per volume (released: 12).
         mask_key: brain mask deciding which slices have brain (default: the first key's non-zero voxels).
         axis: spatial axis to slice along (2 = last = axial in RAS).
+        central_mm: draw only from the central ``central_mm`` of the brain's extent along ``axis`` (the slice
+            spacing read from the image's affine): ``round(central_mm / spacing)`` slices centred as a centred crop
+            of the brain's slices would cut them, or every brain slice when the brain is shorter. Released
+            cDDPM/pDDPM: 100 (their volumes are cut to the brain's box, then centre-cropped to 100 slices of 1 mm,
+            and any of those slices is drawn). None: every slice from the first to the last with brain.
     """
 
     def __init__(self, keys: KeysCollection, num_slices: int = 12, mask_key: str | None = "mask", axis: int = 2,
-                 allow_missing_keys: bool = False) -> None:
+                 central_mm: float | None = None, allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.num_slices = check_int(type(self).__name__, "num_slices", num_slices, 1, 100_000)
         self.axis = check_int(type(self).__name__, "axis", axis, 0, 2)
         self.mask_key = mask_key
+        self.central_mm = None if central_mm is None else check_number(type(self).__name__, "central_mm",
+                                                                       central_mm, 1e-3)
         self.positions: np.ndarray = np.zeros(0, int)
 
-    def randomize(self, brain_slices: np.ndarray) -> None:
-        lo, hi = brain_slices.min(), brain_slices.max()
+    def randomize(self, brain_slices: np.ndarray, spacing: float | None = None) -> None:
+        lo, hi = int(brain_slices.min()), int(brain_slices.max())
+        if self.central_mm is not None and spacing:
+            keep, extent = max(int(round(self.central_mm / spacing)), 1), hi - lo + 1
+            if extent > keep:
+                lo = lo + extent // 2 - keep // 2
+                hi = lo + keep - 1
         self.positions = self.R.randint(lo, hi + 1, size=self.num_slices)
+
+    def slice_spacing(self, image: NdarrayOrTensor, name: str) -> float | None:
+        """Spacing (mm) along ``axis`` from the affine of ``image`` (needed only with ``central_mm``)."""
+        if self.central_mm is None:
+            return None
+        if not isinstance(image, MetaTensor):
+            raise ValueError(f"{type(self).__name__}: central_mm needs the slice spacing from the image's affine; "
+                             f"{name} has no affine (load it as a MetaTensor).")
+        return float(torch.linalg.norm(torch.as_tensor(image.affine, dtype=torch.float64)[:3, self.axis]))
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> list[dict[Hashable, NdarrayOrTensor]]:
         d = dict(data)
@@ -54,7 +75,7 @@ class RandSlicesd(Randomizable, MapTransform):
         brain_slices = torch.nonzero(ref.amax(dim=others) > 0)  # (ref > 0).any over the others, one pass
         if len(brain_slices) == 0:
             raise ValueError(f"{type(self).__name__}: volume {source_name(d[keys[0]])} has no brain voxel to sample.")
-        self.randomize(brain_slices.flatten().numpy())
+        self.randomize(brain_slices.flatten().numpy(), self.slice_spacing(d[keys[0]], source_name(d[keys[0]])))
         samples = []
         for pos in self.positions:
             sample = dict(d)

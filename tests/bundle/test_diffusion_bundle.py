@@ -72,7 +72,8 @@ def test_method_defaults_keep_their_own_folders(method):
     train = _workflow([TRAIN, patch], "train", device="cpu")
     infer = _workflow([INFER, EVALUATE, patch], "infer", device="cpu")
     assert train.parser.get_parsed_content("output_dir") == f"runs/{method}"
-    assert infer.parser.get_parsed_content("model_path") == f"runs/{method}/models/model.pt"
+    best = f"runs/{method}/models/model_best.pt"
+    assert infer.parser.get_parsed_content("model_path") == best, "released: the best validation L1 loss"
     assert infer.parser.get_parsed_content("output_dir") == f"runs/{method}_evaluate"
     assert infer.parser.get_parsed_content("report#model_name") == method
 
@@ -95,3 +96,46 @@ def test_paper_patches_select_the_released_configuration(method):
         assert encoder == pytest.approx(24.55, abs=0.05), "ResNet-50, 1 input channel, linear to 512"
     else:
         assert parser.get_parsed_content("amp") is False, "released pDDPM/DDPM train in fp32"
+
+
+@pytest.mark.parametrize("method", ("disyre",) + METHODS)
+def test_each_method_trains_on_its_released_pipeline(method):
+    """DISYRE: brain-cropped slices, spatial augmentation, clipping, best PSNR. The released diffusion baselines:
+    whole slices of the central 100 mm slab, intensity augmentation only (none for the MIDL pDDPM), no clipping,
+    best validation L1 loss."""
+    from monai.transforms import Compose, ResizeWithPadOrCrop
+
+    from disyre_monai.handlers import AtomicCheckpointSaver, GradientClipping
+
+    configs = [TRAIN] + ([] if method == "disyre" else [str(CONFIGS / f"{method}.json")])
+    parser = _workflow(configs, "train", device="cpu", num_workers=0).parser
+    steps = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    clip = next(h for h in parser.get_parsed_content("train#handlers") if isinstance(h, GradientClipping))
+    best = next(h for h in parser.get_parsed_content("validate#handlers") if isinstance(h, AtomicCheckpointSaver))
+    spatial = {"CropToMaskd", "LeanRand2DElasticd", "RandRotated", "OneOf", "RandFlipd"}
+    if method == "disyre":
+        assert spatial <= set(steps) and clip.max_norm == 1.0
+        assert list(parser.get_parsed_content("validate#key_metric")) == ["val_psnr"] and best.key_metric_mode == "max"
+        return
+    assert not spatial & set(steps) and clip.max_norm is None
+    assert list(parser.get_parsed_content("validate#key_metric")) == ["val_l1"] and best.key_metric_mode == "min"
+    intensity = {"RandAdjustContrastd", "RandBiasFieldd", "RandGaussianSmoothd", "RandKSpaceGhostingd"}
+    assert (set(steps) & intensity) == (set() if method == "pddpm" else intensity)
+
+    # a training slice is the volume's whole slice in the training frame, drawn from the central 100 mm
+    parser = _workflow(configs, "train", device="cpu", num_workers=0, augment_transforms=[]).parser
+    case = parser.get_parsed_content("train#datalist")[0]
+    volume = Compose(parser.get_parsed_content("load_transforms"))(dict(case))
+    samples = parser.get_parsed_content("train#preprocessing").transforms
+    start = [type(t).__name__ for t in samples].index("RandSlicesd")
+    out = dict(volume)
+    for transform in samples[start:]:
+        out = [transform(o) for o in out] if isinstance(out, list) else transform(out)
+    slicer = samples[start]
+    brain = torch.nonzero(torch.as_tensor(volume["mask"]).sum((0, 1, 2)) > 0).flatten()
+    extent, keep = int(brain[-1] - brain[0] + 1), 50  # 100 mm at the demo's 2 mm
+    first = int(brain[0]) + extent // 2 - keep // 2
+    assert first <= slicer.positions.min() and slicer.positions.max() < first + keep
+    for sample, z in zip(out, slicer.positions):
+        expected = ResizeWithPadOrCrop(parser.get_parsed_content("slice_size"))(volume["image"][..., int(z)])
+        assert torch.equal(torch.as_tensor(sample["image"]), torch.as_tensor(expected))

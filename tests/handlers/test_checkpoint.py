@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 from ignite.engine import Engine
+from monai.engines.utils import IterationEvents
 
 from disyre_monai.handlers import AtomicCheckpointSaver, CheckpointResumer, GradientClipping, latest_checkpoint
 from disyre_monai.io import atomic_write
@@ -85,3 +86,31 @@ def test_saver_rejects_missing_final_key(tmp_path):
     with pytest.raises(ValueError, match="final_key 'model' is not in save_dict"):
         AtomicCheckpointSaver(str(tmp_path), {"net": torch.nn.Linear(1, 1)})
     assert not Path(tmp_path / "model.pt").exists()
+
+
+def test_gradient_clipping_off_attaches_nothing():
+    """max_norm None (the released diffusion baselines): no handler, the gradients are left as they are."""
+    engine = Engine(lambda e, b: None)
+    engine.register_events(*IterationEvents)
+    GradientClipping(max_norm=None).attach(engine)
+    assert not engine._event_handlers.get(IterationEvents.BACKWARD_COMPLETED)
+    GradientClipping(max_norm=1.0).attach(engine)
+    assert engine._event_handlers.get(IterationEvents.BACKWARD_COMPLETED), "a number attaches the clipping"
+
+
+@pytest.mark.parametrize("mode, values, best", [("max", [20.0, 25.0, 22.0], 25.0), ("min", [0.3, 0.1, 0.2], 0.1)])
+def test_best_model_follows_the_key_metric_in_its_direction(tmp_path, mode, values, best):
+    """PSNR picks the highest (DISYRE), the validation L1 loss the lowest (released cDDPM/pDDPM/DDPM)."""
+    model = torch.nn.Linear(1, 1)
+    evaluator = Engine(lambda e, b: None)
+    evaluator.state.key_metric_name = "metric"
+    saver = AtomicCheckpointSaver(str(tmp_path), {"model": model}, key_metric_filename="model_best.pt",
+                                  key_metric_mode=mode)
+    for value in values:
+        with torch.no_grad():
+            model.weight.fill_(value)
+        evaluator.state.metrics = {"metric": value}
+        saver._save_if_best(evaluator)
+    assert float(torch.load(tmp_path / "model_best.pt", weights_only=True)["weight"]) == pytest.approx(best)
+    with pytest.raises(ValueError, match="key_metric_mode"):
+        AtomicCheckpointSaver(str(tmp_path), {"model": model}, key_metric_mode="lowest")

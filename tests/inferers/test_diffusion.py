@@ -149,3 +149,90 @@ def test_metatensor_mask_and_reconstruction():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DiffusionReconstructionInferer(**kwargs)
+
+
+@pytest.mark.parametrize("inferer_class", INFERERS)
+def test_each_volume_gets_its_own_noise_field_whatever_is_scored_with_it(inferer_class):
+    """Released: a fresh noise field per volume. A volume's map is the same alone or next to another volume."""
+    x = _brain((2, 1, 20, 18, 4))
+    net = _network(inferer_class)
+    both = inferer_class(seed=3)(x, net)
+    alone = [inferer_class(seed=3)(x[i:i + 1], net) for i in range(2)]
+    assert torch.allclose(both, torch.cat(alone), atol=1e-5), "the map of a volume does not depend on the others"
+    swapped = inferer_class(seed=3)(x.flip(0), net)
+    assert torch.allclose(swapped.flip(0), both, atol=1e-5), "nor on the order"
+
+    def first_noise(inferer, volumes):  # the noise field each volume got at the first timestep, (B, H, W)
+        oracle = Oracle(inferer, _slices(volumes))
+        inferer(volumes, oracle)
+        x_t, t, _ = oracle.calls[0]
+        abar = inferer.scheduler.alphas_cumprod[t[0]]
+        noise = ((x_t - abar.sqrt() * (2 * _slices(volumes) - 1)) / (1 - abar).sqrt())[:, 0]
+        cells = inferer.test_cells(*noise.shape[1:])
+        return noise if cells is None else noise * cells[0, 0]  # pDDPM's first pass noises its first cell only
+
+    one = _brain((1, 1, 20, 18, 3))[..., 1:2]  # one slice with brain
+    other = one * 0.9
+    noise = first_noise(inferer_class(seed=3, size_divisor=1), torch.cat([one, other]))
+    assert not torch.allclose(noise[0], noise[1], atol=1e-3), "two volumes: two fields"
+    noise = first_noise(inferer_class(seed=3, size_divisor=1), torch.cat([one, one]))
+    assert torch.allclose(noise[0], noise[1], atol=1e-4), "the same values: the same field (seeded by content)"
+    noise = first_noise(inferer_class(seed=3, size_divisor=1, noise_per_volume=False), torch.cat([one, other]))
+    assert torch.allclose(noise[0], noise[1], atol=1e-4), "0.3.x: one field for every volume"
+
+
+def _training_cells(height, width, slice_size, grid):
+    """Cell index of every pixel of a height x width slice, as the bundle's training step cuts it (-1: cropped)."""
+    from monai.transforms import ResizeWithPadOrCrop
+
+    from disyre_monai.transforms.diffusion import grid_cells
+
+    index = torch.arange(height * width, dtype=torch.float64).reshape(1, height, width) + 1
+    framed = ResizeWithPadOrCrop(slice_size)(index).as_tensor()[0]  # the slice in the training frame, 0 = padding
+    cells = grid_cells(*slice_size, grid)[:, 0].long().argmax(0)  # cell index of each frame pixel
+    out = torch.full((height * width,), -1, dtype=torch.long)
+    kept = framed > 0
+    out[framed[kept].long() - 1] = cells[kept]
+    return out.reshape(height, width)
+
+
+@pytest.mark.parametrize("shape", [(91, 109), (96, 112), (120, 130), (100, 90)])
+def test_pddpm_cells_at_test_time_are_the_training_cells(shape):
+    """The test slice is placed in the training frame: its cells are the ones the training step noised."""
+    inferer = PDDPMInferer(slice_size=(96, 112), size_divisor=4)
+    top, bottom, left, right = inferer.slice_padding(*shape)
+    padded = (shape[0] + top + bottom, shape[1] + left + right)
+    assert padded[0] % 4 == 0 and padded[1] % 4 == 0
+    cells = inferer.test_cells(*padded)[:, 0].long().argmax(0)[top:top + shape[0], left:left + shape[1]]
+    train = _training_cells(*shape, (96, 112), (2, 2))
+    seen = train >= 0
+    # the same partition where training saw the slice: pixels share a test cell iff they shared a training cell
+    pairs = {(int(a), int(b)) for a, b in zip(train[seen].tolist(), cells[seen].tolist())}
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+    if shape[0] <= 96 and shape[1] <= 112:
+        assert torch.equal(cells, train), "a smaller slice is padded exactly as training padded it"
+        assert padded == (96, 112)
+
+
+def test_slice_size_must_split_into_cells_the_network_can_take():
+    with pytest.raises(ValueError, match="slice_size"):
+        PDDPMInferer(slice_size=(96, 110), size_divisor=4)
+    with pytest.raises(ValueError, match="slice_size"):
+        DDPMInferer(slice_size=(96,))
+
+
+@pytest.mark.parametrize("inferer_class", INFERERS)
+def test_maps_in_the_training_frame_are_maps_of_the_slice(inferer_class):
+    """With slice_size the map still covers the input grid, zero outside the brain, perfect denoiser -> zero."""
+    x = _brain((1, 1, 20, 18, 3))
+    inferer = inferer_class(slice_size=(24, 24), size_divisor=4)
+    assert inferer(x, _network(inferer_class)).shape == (1, 1, 20, 18, 3)
+
+    class FramedOracle(torch.nn.Module):
+        def forward(self, x_t, timesteps, image=None):
+            top, _, left, _ = inferer.slice_padding(20, 18)
+            clean = torch.zeros_like(x_t) - 1
+            clean[:, :, top:top + 20, left:left + 18] = 2 * _slices(x)[inferer.slice_index] - 1
+            return clean
+
+    assert inferer(x, FramedOracle()).abs().max() < 1e-6

@@ -88,3 +88,17 @@ def test_crop_to_mask_empty_mask_metadata_and_errors():
         t({"image": image, "mask": torch.zeros(1, 8, 9, 9)})
     with pytest.raises(KeyError, match="mask key 'mask' is not in the sample"):
         t({"image": image})
+
+
+@pytest.mark.parametrize("spacing, expected", [(2.0, (20, 69)), (1.0, (10, 79)), (4.0, (33, 57))])
+def test_central_slab_keeps_the_central_millimetres_of_the_brain(spacing, expected):
+    """Released cDDPM/pDDPM: 100 mm of the brain's axial extent, centred as a centred crop cuts it."""
+    mask = torch.zeros(1, 8, 8, 90)
+    mask[..., 10:80] = 1  # 70 slices with brain
+    image = MetaTensor(mask.clone(), affine=torch.diag(torch.tensor([1.0, 1.0, spacing, 1.0])))
+    t = RandSlicesd(["image", "mask"], num_slices=4000, mask_key="mask", central_mm=100)
+    t.set_random_state(0)
+    samples = t({"image": image, "mask": mask})
+    assert len(samples) == 4000 and (t.positions.min(), t.positions.max()) == expected
+    with pytest.raises(ValueError, match="no affine"):
+        t({"image": mask, "mask": mask})
