@@ -14,6 +14,7 @@ COMMANDS = {
     "datalist": "disyre_monai.data.adapters:write_datalist",
     "preprocess": "disyre_monai.preprocess:preprocess_command",
     "evaluate": "disyre_monai.metrics.evaluate:evaluate_command",
+    "calibrate": "disyre_monai.metrics.calibrate:calibrate_command",
     "label": "disyre_monai.apps.monailabel.server:start_server",
     "validate": "disyre_monai.data.validation:validate_dataset",
     "export_onnx": "disyre_monai.networks.onnx_export:export_onnx_command",

@@ -19,12 +19,20 @@ class LoadNetworkWeights:
         load_path: the model file.
         network: the network to fill.
         map_location: device of the loaded tensors.
+        on_attach: load when attached instead of when the engine starts. Training's initial weights
+            (``--init_weights``) load this way, before :class:`~disyre_monai.handlers.CheckpointResumer` (attached
+            after it) puts a resumed run's own weights over them.
     """
 
-    def __init__(self, load_path: str | os.PathLike, network: torch.nn.Module, map_location=None) -> None:
+    def __init__(self, load_path: str | os.PathLike, network: torch.nn.Module, map_location=None,
+                 on_attach: bool = False) -> None:
         self.load_path, self.network, self.map_location = load_path, network, map_location
+        self.on_attach = bool(on_attach)
 
     def attach(self, engine: Engine) -> None:
+        if self.on_attach:
+            self()
+            return
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine | None = None) -> None:

@@ -152,3 +152,36 @@ def test_a_pacs_refusing_the_results_does_not_fail_the_request(app_dir, demo_pat
     label_file, result = task({"image": str(series), "device": "cpu"})
     assert nib.load(label_file).shape == nib.load(demo_patient).shape
     assert result["dicom_results"] == {"stored": False, "error": "ConnectionError: PACS unreachable"}
+
+
+def test_the_app_uses_the_site_calibration_next_to_its_weights(tmp_path, demo_patient):
+    """After 'disyre-monai calibrate' on the app's weights, the label maps use the site's threshold and say so."""
+    from disyre_monai.metrics.site_calibration import write_calibration
+
+    bundle = prepare_app(tmp_path / "app", BUNDLE) / BUNDLE_SUBDIR
+    task = DisyreInferTask(str(bundle), {})
+    assert task.threshold == pytest.approx(0.39) and task.calibration["calibrated"] is False
+    write_calibration(bundle / "models" / "model.pt", 0.25, 0.01, 0.0099, 1000, ["healthy_1"])
+    task = DisyreInferTask(str(bundle), {})
+    assert task.threshold == 0.25 and task.config()["threshold"] == 0.25
+    label_file, result = task({"image": str(demo_patient), "device": "cpu"})
+    assert result["threshold"] == 0.25 and result["calibration"]["calibrated"] and result["calibration"]["fpr"] == 0.01
+    _, by_hand = task({"image": str(demo_patient), "device": "cpu", "threshold": 0.3})
+    assert by_hand["calibration"] == {"calibrated": False, "note": "threshold given in the request"}
+
+    # a fine-tuning replaces the weights and retires their card: the default threshold again, and the result says so
+    from disyre_monai.apps.monailabel.train import publish_model, retire_calibration
+
+    tuned = tmp_path / "tuned.pt"
+    tuned.write_bytes((bundle / "models" / "model.pt").read_bytes())
+    publish_model(tuned, bundle / "models" / "model.pt")
+    retired = retire_calibration(bundle / "models" / "model.pt", tmp_path)
+    assert retired == tmp_path / "calibration_of_previous_weights.json" and retired.is_file()
+    _, after = task({"image": str(demo_patient), "device": "cpu"})
+    assert after["threshold"] == pytest.approx(0.39) and after["calibration"]["calibrated"] is False
+
+    # a card for other weights is refused with a clear error, not silently used
+    write_calibration(bundle / "models" / "model.pt", 0.25, 0.01, 0.0099, 1000, ["healthy_1"])
+    (bundle / "models" / "model.pt").write_bytes((bundle / "models" / "model.pt").read_bytes()[:-1] + b"x")
+    with pytest.raises(MONAILabelException, match="made for other weights"):
+        task({"image": str(demo_patient), "device": "cpu"})

@@ -12,6 +12,7 @@ from disyre_monai.apps.monailabel._compat import require_monailabel
 from disyre_monai.apps.monailabel.transforms import AnomalyOutputd, CaseScoresd, wants_heatmap
 from disyre_monai.apps.monailabel.validation import VOLUME_SUFFIXES, check_volume_array, volume_suffix
 from disyre_monai.dicom.series import is_dicom_folder
+from disyre_monai.metrics.site_calibration import threshold_record
 from disyre_monai.preprocess.model_space import MISMATCH_MESSAGE, RestoreInputGridd
 from disyre_monai.utils import check_int, check_number
 
@@ -88,8 +89,9 @@ class DisyreInferTask(BundleInferTask):
        stock 3D Slicer and OHIF clients request (``result_dtype=uint8``), or the float32 anomaly heatmap when the
        request asks for a float ``result_dtype`` (REST: ``params={"result_dtype": "float32"}``).
 
-    Options shown in the clients (and accepted in a request's params): ``threshold`` (default: the bundle's
-    ``threshold``) and ``top_k``.
+    Options shown in the clients (and accepted in a request's params): ``threshold`` (default: the site calibration
+    next to the served weights, ``calibration.json`` from ``disyre-monai calibrate``, else the bundle's
+    ``default_threshold``; the JSON result's ``"calibration"`` says which) and ``top_k``.
 
     Args:
         path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
@@ -130,14 +132,46 @@ class DisyreInferTask(BundleInferTask):
             self.bundle_config["preprocess_options"] = {**options, "skull_strip": skull_strip}
         self.preprocess = preprocess
         self.result_store = result_store if _switch(conf or {}, STORE_RESULTS_CONF, "true") else None
-        self.threshold = check_number("DisyreInferTask", "bundle threshold",
-                                      self.bundle_config.get_parsed_content("threshold"))
+        self.threshold, self.calibration = self.site_threshold()
         self.top_k = check_int("DisyreInferTask", "top_k", top_k, 1, 10**9)
         self.labels = dict(LABELS)
         self.dimension = 3  # the network is 2D, but the task takes and returns volumes
+        self.shown_threshold = self.threshold  # the default the clients show (MONAI Label sends it back in requests)
         self._config.update({"threshold": self.threshold, "top_k": self.top_k})
         if preprocess:
             self.description = f"{self.description} Raw scans are preprocessed on the fly (--conf preprocess true)."
+
+    def site_threshold(self) -> tuple[float, dict[str, Any]]:
+        """The default threshold now, and where it comes from: the site calibration next to the served weights
+        (``disyre-monai calibrate``), else the bundle's default. Read again for every request, since fine-tuning
+        replaces the weights (and retires their card) and a calibration may be written while the server runs.
+
+        Raises:
+            MONAILabelException: SERVER_ERROR when the card is unreadable or belongs to other weights.
+        """
+        config = self.bundle_config
+        if "threshold_record" not in config or not str(config.get("threshold", "")).startswith("$"):
+            threshold = check_number("DisyreInferTask", "bundle threshold", config.get_parsed_content("threshold"))
+            return threshold, {"calibrated": False, "note": "threshold set in the bundle config"}
+        try:
+            record = threshold_record(config.get_parsed_content("model_path"),
+                                      config.get_parsed_content("default_threshold"),
+                                      config.get_parsed_content("calibration_file"))
+        except (OSError, ValueError) as error:
+            raise MONAILabelException(MONAILabelError.SERVER_ERROR, str(error)) from None
+        if not record["calibrated"]:
+            return record["threshold"], {"calibrated": False, "note": record["note"]}
+        card = record["calibration"]
+        keys = ("fpr", "achieved_fpr", "scans", "voxels", "created")
+        return record["threshold"], {"calibrated": True, **{k: card.get(k) for k in keys}}
+
+    def request_threshold(self, data: dict[str, Any]) -> float:
+        """The request's threshold; the site threshold of now when the request leaves the option at the value
+        the clients were shown (MONAI Label fills every option in), so a new calibration or fine-tuning applies."""
+        requested = data.get("threshold")
+        if requested is None or requested == self.shown_threshold:
+            return self.site_threshold()[0]
+        return check_number("infer request", "threshold", requested)
 
     def request_options(self, data: dict[str, Any]) -> tuple[float, int, bool]:
         """``(threshold, top_k, heatmap)`` of a request, defaults filled in.
@@ -146,7 +180,7 @@ class DisyreInferTask(BundleInferTask):
             MONAILabelException: INVALID_INPUT naming the bad option, its value and what is allowed.
         """
         try:
-            threshold = check_number("infer request", "threshold", data.get("threshold", self.threshold))
+            threshold = self.request_threshold(data)
             top_k = check_int("infer request", "top_k", data.get("top_k", self.top_k), 1, 10**9)
             heatmap = wants_heatmap(data.get("result_dtype"))
         except ValueError as error:
@@ -210,7 +244,10 @@ class DisyreInferTask(BundleInferTask):
         output = "heatmap" if wants_heatmap(data.get("result_dtype")) else "label_map"
         result = dict(result or {})
         result["output"] = output
-        result["threshold"] = threshold = result.get("scores", {}).get("threshold", self.threshold)
+        site_threshold, calibration = self.site_threshold()
+        result["threshold"] = threshold = result.get("scores", {}).get("threshold", site_threshold)
+        result["calibration"] = calibration if threshold == site_threshold else {
+            "calibrated": False, "note": "threshold given in the request"}
         if dicom_input and self.result_store is not None and anomaly_map is not None:
             result["dicom_results"] = self.store_dicom_results(source, anomaly_map, threshold)
         return label_file, result

@@ -57,6 +57,25 @@ def publish_model(source: str | os.PathLike, destination: str | os.PathLike) -> 
         return atomic_write(destination, lambda out: shutil.copyfileobj(f, out))
 
 
+def retire_calibration(model_path: str | os.PathLike, run_dir: str | os.PathLike) -> Path | None:
+    """Move the calibration card of the weights just replaced into the run folder (it no longer applies), so the
+    label maps fall back to the default threshold and say so until the new weights are calibrated.
+
+    Returns:
+        the card's new path, or None when the weights had none.
+    """
+    from disyre_monai.metrics.site_calibration import card_path
+
+    card = card_path(model_path)
+    if not card.is_file():
+        return None
+    retired = Path(run_dir) / "calibration_of_previous_weights.json"
+    os.replace(card, retired)
+    logger.warning(f"the site calibration {card} belonged to the previous weights: moved to {retired}; calibrate the "
+                   f"new weights with 'disyre-monai calibrate HEALTHY_DIR --model_path {model_path}'")
+    return retired
+
+
 class DisyreTrainTask(TrainTask):
     """Train the DISYRE bundle on the datastore's images, labels or not (DISYRE needs none).
 
@@ -191,6 +210,7 @@ class DisyreTrainTask(TrainTask):
         if not trained.is_file():
             raise MONAILabelException(MONAILabelError.APP_TRAIN_FAILED, f"training wrote no final model {trained}.")
         publish_model(trained, model_path)
+        retired = retire_calibration(model_path, run_dir)
         for checkpoint in (run_dir / "models").glob("checkpoint_*.pt"):
             checkpoint.unlink()
         best = getattr(evaluator.state, "best_metric", -1)
@@ -206,6 +226,8 @@ class DisyreTrainTask(TrainTask):
             "iterations": int(trainer.state.iteration),
             "best_val_psnr": None if best is None or best == -1 else float(best),
             "published_model": model_path,
+            "calibration": ("the site calibration of the previous weights was moved to " + str(retired)
+                            + ": calibrate the new weights (disyre-monai calibrate)") if retired else None,
         }
         atomic_write_json(run_dir / "train_stats.json", stats)
         atomic_write_json(Path(self.bundle_path, RUNS_DIR, LATEST_STATS), stats)
