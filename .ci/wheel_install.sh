@@ -60,4 +60,18 @@ PY
 disyre-monai validate dicom_in
 disyre-monai evaluate maps --output_dir report --progress False
 test -s report/metrics.json
+# A site calibration of the copied bundle's weights on a healthy demo brain, which its inference then uses.
+mkdir healthy
+python -c "
+import shutil
+from disyre_monai.data.demo import demo_datalist
+shutil.copy(demo_datalist()['validation'][0]['image'], 'healthy/')"
+disyre-monai calibrate healthy --model_path my_bundle/models/model.pt --fpr 0.01 --device cpu --progress False
+python -m monai.bundle run inference --config_file my_bundle/configs/inference.json --output_dir maps_site \
+    --device cpu --progress False
+python -c "
+import json
+record = json.load(open('maps_site/threshold.json'))
+assert record['calibrated'] and record['calibration']['scans'] == 1, record
+print(f'site threshold {record[\"threshold\"]:.4f} used by the inference of the copied bundle')"
 echo "wheel install test: $((SECONDS - start)) s"
