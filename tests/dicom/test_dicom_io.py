@@ -469,7 +469,8 @@ def test_the_dicom_route_gives_the_nifti_route_map_of_the_same_scan(bundle_runs)
 @pytest.mark.slow
 def test_output_format_dicom_writes_no_nifti_and_a_rerun_skips_the_completed_case(bundle_runs, capsys):
     out, name = bundle_runs["root"] / "dicom_out", bundle_runs["names"]["axial"]
-    assert sorted(p.name for p in out.iterdir()) == ["failures.json", f"{name}_overlay", f"{name}_seg.dcm"]
+    assert sorted(p.name for p in out.iterdir()) == ["failures.json", f"{name}_overlay", f"{name}_seg.dcm",
+                                                     "threshold.json"]
     assert json.loads((out / "failures.json").read_text())["num_completed"] == 1
     stamp = (out / f"{name}_seg.dcm").stat().st_mtime_ns
     capsys.readouterr()

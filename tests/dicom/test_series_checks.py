@@ -354,7 +354,7 @@ def test_batch_run_warns_about_a_series_not_t1_by_its_header(batch_run):
 @pytest.mark.slow
 def test_batch_run_keeps_patient_identifiers_out_of_names_and_failures(batch_run):
     cases = [p.name for folder in (batch_run["output"], batch_run["staging"]) for p in folder.iterdir()]
-    assert all(name.startswith("series") or name == "failures.json" for name in cases), cases
+    assert all(name.startswith("series") or name in ("failures.json", "threshold.json") for name in cases), cases
     names = [p.name for folder in (batch_run["output"], batch_run["staging"]) for p in folder.rglob("*")]
     text = (batch_run["output"] / "failures.json").read_text()
     assert [n for n in names if PATIENT_FIELDS.search(n)] == [] and not PATIENT_FIELDS.search(text)
