@@ -59,8 +59,11 @@ def calibrate_site(healthy_dir: str, fpr: float = 0.01, model_path: str | None =
         parser = ConfigParser()
         parser.read_config(str(root / "configs" / "inference.json"))
         parser["bundle_root"] = str(root.resolve())
+        # the masks written on the way are not the point: their threshold must not come from the card being
+        # replaced (weights fine-tuned since make an old card an error)
         overrides = {"dataset_dir": healthy_dir, "datalist": datalist, "split": split, "output_dir": str(maps),
-                     "overwrite": True, "progress": bool(progress), **settings}
+                     "overwrite": True, "progress": bool(progress), "threshold": parser.get("default_threshold", 0.5),
+                     **settings}
         if model_path is not None:
             overrides["model_path"] = str(model_path)
         unknown = sorted(k for k in overrides if k not in parser)

@@ -101,9 +101,12 @@ def test_calibrate_scores_the_healthy_scans_and_inference_reads_the_threshold(he
         if (BUNDLE / "models" / name).is_file():
             shutil.copy(BUNDLE / "models" / name, models / name)
     weights = models / "model.pt"
+    stale = write_calibration(weights, 0.9, 0.01, 0.01, 10, ["old"])  # a card of weights since fine-tuned
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "model_sha256": "0" * 64}))
     card = calibrate_site(str(healthy_site), fpr=0.02, model_path=str(weights), maps_dir=str(tmp_path / "maps"),
                           device="cpu", progress=False)
     assert card["path"] == str(models / "calibration.json") and card["scans"] == 2 and card["failed_scans"] == 0
+    assert read_calibration(weights)["threshold"] == card["threshold"] != 0.9, "the stale card is replaced"
 
     # against the sorted brain-voxel scores of the maps the bundle wrote for those scans (the card is computed on the
     # maps in memory; the written ones went through the inverse spatial transforms: up to 1e-5 apart)
