@@ -27,6 +27,9 @@ def calibrate_site(healthy_dir: str, fpr: float = 0.01, model_path: str | None =
                    maps_dir: str | None = None, progress: bool = True, **settings: Any) -> dict[str, Any]:
     """Score the healthy scans of ``healthy_dir`` and write the threshold at ``fpr`` next to the weights.
 
+    Scans that cannot be scored are listed (``calibration_failures.json`` next to the card) and left out; the
+    card counts them.
+
     Args:
         healthy_dir: folder of the site's healthy scans (images and DICOM series, as ``--dataset_dir`` of the
             bundle's inference), or the root of ``datalist``'s relative paths.
@@ -42,10 +45,8 @@ def calibrate_site(healthy_dir: str, fpr: float = 0.01, model_path: str | None =
     Returns:
         the card written (threshold, requested and achieved rate, scans, voxels) plus ``"path"``.
 
-    Scans that cannot be scored are listed (``calibration_failures.json`` next to the card) and left out; the
-    card counts them.
-
     Raises:
+        ValueError: ``fpr`` outside (0, 1).
         RuntimeError: when no healthy scan could be scored.
     """
     from monai.bundle import ConfigParser
@@ -53,6 +54,9 @@ def calibrate_site(healthy_dir: str, fpr: float = 0.01, model_path: str | None =
     from disyre_monai.handlers import ThresholdCalibration
 
     fpr = check_number("calibrate", "fpr", fpr, 0.0, 1.0)
+    if not 0.0 < fpr < 1.0:
+        raise ValueError(f"calibrate: fpr must be strictly between 0 and 1 (a rate of healthy voxels allowed above "
+                         f"the threshold), got {fpr}.")
     root = find_bundle(bundle_dir)
     with tempfile.TemporaryDirectory(prefix="disyre_calibration_") as scratch:
         maps = Path(maps_dir or scratch)

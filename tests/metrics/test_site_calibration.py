@@ -123,3 +123,9 @@ def test_calibrate_scores_the_healthy_scans_and_inference_reads_the_threshold(he
                               output_dir=str(tmp_path / "infer"))
     workflow.initialize()
     assert workflow.parser.get_parsed_content("threshold") == card["threshold"], "inference uses the site threshold"
+
+
+@pytest.mark.parametrize("fpr", [0.0, 1.0, -0.1, "high"])
+def test_calibrate_refuses_a_rate_that_is_not_one(fpr, healthy_site):
+    with pytest.raises(ValueError, match="fpr"):
+        calibrate_site(str(healthy_site), fpr=fpr)
