@@ -58,12 +58,22 @@ def card_path(model_path: str | os.PathLike, calibration_file: str | os.PathLike
     return Path(calibration_file) if calibration_file else Path(model_path).parent / CARD_NAME
 
 
+#: resolved path -> (size, mtime_ns, SHA-256) of the weights checked last: the MONAI Label app checks its card at
+#: every request, and a 100 MB model need not be read again while it is unchanged
+_CHECKSUMS: dict[str, tuple[int, int, str]] = {}
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (the weights a calibration belongs to)."""
+    """SHA-256 of a file's bytes (the weights a calibration belongs to), read again only when the file changed."""
+    key, stat = str(Path(path).resolve()), os.stat(path)
+    known = _CHECKSUMS.get(key)
+    if known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns):
+        return known[2]
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    _CHECKSUMS[key] = (stat.st_size, stat.st_mtime_ns, digest.hexdigest())
     return digest.hexdigest()
 
 

@@ -129,3 +129,21 @@ def test_calibrate_scores_the_healthy_scans_and_inference_reads_the_threshold(he
 def test_calibrate_refuses_a_rate_that_is_not_one(fpr, healthy_site):
     with pytest.raises(ValueError, match="fpr"):
         calibrate_site(str(healthy_site), fpr=fpr)
+
+
+def test_the_weights_checksum_is_read_again_only_when_the_file_changed(tmp_path, monkeypatch):
+    """The MONAI Label app checks the card at every request: an unchanged model file is not hashed again."""
+    import os
+
+    from disyre_monai.metrics import site_calibration
+
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    first = site_calibration.file_sha256(weights)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    assert site_calibration.file_sha256(weights) == first and opened == []
+    weights.write_bytes(b"fine-tuned")
+    os.utime(weights, ns=(1, 1))  # a change within the clock's resolution still changes size or time
+    assert site_calibration.file_sha256(weights) != first and opened
