@@ -39,7 +39,7 @@ from disyre_monai.schedulers.noise import (
     default_diffusion_scheduler,
     seeded_generator,
 )
-from disyre_monai.transforms.diffusion import check_patch_grid, grid_cells
+from disyre_monai.transforms.diffusion import cells_from_edges, check_patch_grid, grid_cells
 from disyre_monai.utils import check_int
 
 
@@ -79,13 +79,8 @@ def lattice_cells(height: int, width: int, cell: Sequence[int], device: torch.de
     A remainder at the bottom or right (padding for the network's size divisor) joins the last row or column.
     """
     rows, cols = max(height // cell[0], 1), max(width // cell[1], 1)
-    r_edges = [i * cell[0] for i in range(rows)] + [height]
-    c_edges = [j * cell[1] for j in range(cols)] + [width]
-    cells = torch.zeros(rows * cols, 1, height, width, dtype=torch.bool, device=device)
-    for i in range(rows):
-        for j in range(cols):
-            cells[i * cols + j, :, r_edges[i]:r_edges[i + 1], c_edges[j]:c_edges[j + 1]] = True
-    return cells
+    return cells_from_edges(height, width, [i * cell[0] for i in range(rows)] + [height],
+                            [j * cell[1] for j in range(cols)] + [width], device)
 
 
 class DiffusionReconstructionInferer(SliceAnomalyInferer):

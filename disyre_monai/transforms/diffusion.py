@@ -34,6 +34,17 @@ def check_patch_grid(owner: str, patch_grid: Sequence[int] | None) -> tuple[int,
     return grid
 
 
+def cells_from_edges(height: int, width: int, row_edges: Sequence[int], col_edges: Sequence[int],
+                     device: torch.device | None = None) -> torch.Tensor:
+    """Boolean masks ``(rows * cols, 1, height, width)`` of the boxes between consecutive edges (row-major)."""
+    rows, cols = len(row_edges) - 1, len(col_edges) - 1
+    cells = torch.zeros(rows * cols, 1, height, width, dtype=torch.bool, device=device)
+    for i in range(rows):
+        for j in range(cols):
+            cells[i * cols + j, :, row_edges[i]:row_edges[i + 1], col_edges[j]:col_edges[j + 1]] = True
+    return cells
+
+
 def grid_cells(height: int, width: int, grid: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
     """Boolean masks ``(rows * cols, 1, height, width)`` of the cells of a ``rows x cols`` grid (row-major).
 
@@ -41,13 +52,8 @@ def grid_cells(height: int, width: int, grid: Sequence[int], device: torch.devic
     96-px slices).
     """
     rows, cols = (int(g) for g in grid)
-    r_edges = [round(i * height / rows) for i in range(rows + 1)]
-    c_edges = [round(j * width / cols) for j in range(cols + 1)]
-    cells = torch.zeros(rows * cols, 1, height, width, dtype=torch.bool, device=device)
-    for i in range(rows):
-        for j in range(cols):
-            cells[i * cols + j, :, r_edges[i]:r_edges[i + 1], c_edges[j]:c_edges[j + 1]] = True
-    return cells
+    return cells_from_edges(height, width, [round(i * height / rows) for i in range(rows + 1)],
+                            [round(j * width / cols) for j in range(cols + 1)], device)
 
 
 class RandDiffusionDrawd(Randomizable, Transform):

@@ -63,7 +63,7 @@ class RandSlicesd(Randomizable, MapTransform):
         if not isinstance(image, MetaTensor):
             raise ValueError(f"{type(self).__name__}: central_mm needs the slice spacing from the image's affine; "
                              f"{name} has no affine (load it as a MetaTensor).")
-        return float(torch.linalg.norm(torch.as_tensor(image.affine, dtype=torch.float64)[:3, self.axis]))
+        return float(image.pixdim[self.axis])
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> list[dict[Hashable, NdarrayOrTensor]]:
         d = dict(data)
