@@ -100,6 +100,27 @@ def bundle_preprocessing(bundle_dir: str | os.PathLike | None = None, config_fil
         FileNotFoundError: no such bundle or config file.
         KeyError: a setting the config does not have.
     """
+    parser = bundle_parser(bundle_dir, config_file, owner="bundle_preprocessing", **settings)
+    if "model_space" in parser and "model_space" not in settings:
+        parser["model_space"] = None  # no model scores these scans: reorient them, without the model space check
+    return parser.get_parsed_content("preprocessing")
+
+
+def bundle_parser(bundle_dir: str | os.PathLike | None = None, config_file: str = "configs/inference.json",
+                  owner: str = "bundle_parser", **settings):
+    """A MONAI ``ConfigParser`` of one of the bundle's configs, its ``bundle_root`` set and ``settings`` replaced,
+    for the commands that run the bundle's objects from Python.
+
+    Args:
+        bundle_dir: the bundle folder (see :func:`find_bundle`).
+        config_file: the config, relative to the bundle folder.
+        owner: named in the error.
+        settings: top-level settings to replace before parsing.
+
+    Raises:
+        FileNotFoundError: no such bundle or config file.
+        KeyError: a setting the config does not have (naming ``owner`` and the file).
+    """
     from monai.bundle import ConfigParser
 
     root = find_bundle(bundle_dir, (config_file,))
@@ -107,10 +128,8 @@ def bundle_preprocessing(bundle_dir: str | os.PathLike | None = None, config_fil
     parser.read_config(str(root / config_file))
     unknown = sorted(k for k in settings if k not in parser)
     if unknown:
-        raise KeyError(f"bundle_preprocessing: {root / config_file} has no setting {', '.join(unknown)}.")
+        raise KeyError(f"{owner}: {root / config_file} has no setting {', '.join(unknown)}.")
     parser["bundle_root"] = str(root.resolve())
-    if "model_space" in parser and "model_space" not in settings:
-        parser["model_space"] = None  # no model scores these scans: reorient them, without the model space check
     for key, value in settings.items():
         parser[key] = value
-    return parser.get_parsed_content("preprocessing")
+    return parser

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from disyre_monai.config import find_bundle
+from disyre_monai.config import bundle_parser
 from disyre_monai.metrics.protocols import look_up_protocol
 from disyre_monai.metrics.site_calibration import card_path, write_calibration
 from disyre_monai.utils import check_number
@@ -49,32 +49,23 @@ def calibrate_site(healthy_dir: str, fpr: float = 0.01, model_path: str | None =
         ValueError: ``fpr`` outside (0, 1).
         RuntimeError: when no healthy scan could be scored.
     """
-    from monai.bundle import ConfigParser
-
     from disyre_monai.handlers import ThresholdCalibration
 
     fpr = check_number("calibrate", "fpr", fpr, 0.0, 1.0)
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"calibrate: fpr must be strictly between 0 and 1 (a rate of healthy voxels allowed above "
                          f"the threshold), got {fpr}.")
-    root = find_bundle(bundle_dir)
     with tempfile.TemporaryDirectory(prefix="disyre_calibration_") as scratch:
         maps = Path(maps_dir or scratch)
-        parser = ConfigParser()
-        parser.read_config(str(root / "configs" / "inference.json"))
-        parser["bundle_root"] = str(root.resolve())
-        # the masks written on the way are not the point: their threshold must not come from the card being
-        # replaced (weights fine-tuned since make an old card an error)
         overrides = {"dataset_dir": healthy_dir, "datalist": datalist, "split": split, "output_dir": str(maps),
-                     "overwrite": True, "progress": bool(progress), "threshold": parser.get("default_threshold", 0.5),
-                     **settings}
+                     "overwrite": True, "progress": bool(progress), **settings}
         if model_path is not None:
             overrides["model_path"] = str(model_path)
-        unknown = sorted(k for k in overrides if k not in parser)
-        if unknown:
-            raise KeyError(f"calibrate: {root / 'configs' / 'inference.json'} has no setting {', '.join(unknown)}.")
-        for key, value in overrides.items():
-            parser[key] = value
+        parser = bundle_parser(bundle_dir, owner="calibrate", **overrides)
+        if "threshold" not in settings:
+            # the masks written on the way are not the point: their threshold must not come from the card being
+            # replaced (weights fine-tuned since make an old card an error)
+            parser["threshold"] = parser.get("default_threshold", 0.5)
         weights = str(parser.get_parsed_content("model_path"))
         protocol = dataclasses.replace(look_up_protocol("exact"), healthy_fpr=fpr, threshold_policy="healthy_fpr")
         failures = parser.get_parsed_content("failures")
