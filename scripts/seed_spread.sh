@@ -7,6 +7,8 @@
 #   bash scripts/seed_spread.sh                          # seeds 0 1 2 into runs/seed_spread (about 35 min, 2 cores)
 #   SEEDS="0 1 2 3 4" OUT=runs/spread5 bash scripts/seed_spread.sh
 #   TRAIN_ARGS="--max_epochs 1 --epoch_length 5" OUT=/tmp/spread bash scripts/seed_spread.sh   # a quick smoke run
+#   TRAIN_ARGS="--load_transforms#5#within_mask False" EVAL_CONFIGS=whole_volume_scaling.json OUT=runs/variant \
+#       bash scripts/seed_spread.sh   # a variant: TRAIN_ARGS override training, EVAL_CONFIGS patch both evaluations
 #
 # Run it on a quiet machine: two trainings at once each run about 4x slower. A seed whose model exists is not
 # retrained (delete $OUT/seed<N> to redo it); the evaluations are rerun every time. Results: $OUT/seed_spread.json
@@ -17,6 +19,13 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/seed_spread}
 SEEDS=${SEEDS:-"0 1 2"}
 mkdir -p "$OUT"
+eval_configs="'bundle/configs/inference.json',"
+extra_configs=()
+for patch in ${EVAL_CONFIGS:-}; do
+    eval_configs+="'$patch',"
+    extra_configs+=(--extra_config "$patch")
+done
+eval_configs+="'bundle/configs/evaluate.json'"
 
 for seed in $SEEDS; do
     run="$OUT/seed$seed"
@@ -30,10 +39,11 @@ for seed in $SEEDS; do
     fi
     echo "== seed $seed: demo evaluation (protocol exact) -> $run/evaluate"
     python -m monai.bundle run evaluating \
-        --config_file "['bundle/configs/inference.json','bundle/configs/evaluate.json']" \
+        --config_file "[$eval_configs]" \
         --model_path "$run/models/model.pt" --output_dir "$run/evaluate" --overwrite True --progress False
     echo "== seed $seed: held-out brain with simulated lesions -> $run/generalisation"
-    python scripts/generalisation_check.py --model_path "$run/models/model.pt" --output_dir "$run/generalisation"
+    python scripts/generalisation_check.py --model_path "$run/models/model.pt" --output_dir "$run/generalisation" \
+        "${extra_configs[@]}"
 done
 
 python - "$OUT" $SEEDS <<'PY'

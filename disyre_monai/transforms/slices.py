@@ -6,20 +6,20 @@ still resolves, with a ``FutureWarning``, until 0.4.0.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor, get_track_meta
-from monai.transforms import MapTransform, Randomizable, SpatialCrop
-from monai.utils import convert_to_tensor
+from monai.transforms import MapTransform, Randomizable, SpatialCrop, SpatialPad
+from monai.utils import convert_to_tensor, fall_back_tuple
 
 from disyre_monai.utils import check_int, check_number, moved_names, source_name
 
 
 class RandSlicesd(Randomizable, MapTransform):
-    """Draw ``num_slices`` random 2D slices of 3D volumes between the first and last slice with brain.
+    """Draw ``num_slices`` random 2D slices of 3D volumes among the slices that hold brain.
 
     All ``keys`` are sliced at the same positions (drawn once); the result is a list of ``num_slices``
     dictionaries (MONAI's list-of-samples convention, flattened by ``list_data_collate``) whose ``keys``
@@ -30,6 +30,10 @@ class RandSlicesd(Randomizable, MapTransform):
         num_slices: slices per volume (released: 12).
         mask_key: brain mask deciding which slices have brain (default: the first key's non-zero voxels).
         axis: spatial axis to slice along (2 = last = axial in RAS).
+            Slices are drawn uniformly among those with at least one brain voxel: for a mask without gaps, any
+            slice from the first to the last with brain (released DISYRE: between the first and the last slice
+            with a non-zero voxel, the last left out), but a mask with empty slices in between (a registration
+            or skull-strip mask) never gives a brainless slice.
         central_mm: draw only from the central ``central_mm`` of the brain's extent along ``axis`` (the slice
             spacing read from the image's affine): ``round(central_mm / spacing)`` slices centred as a centred crop
             of the brain's slices would cut them, or every brain slice when the brain is shorter. Released
@@ -48,13 +52,18 @@ class RandSlicesd(Randomizable, MapTransform):
         self.positions: np.ndarray = np.zeros(0, int)
 
     def randomize(self, brain_slices: np.ndarray, spacing: float | None = None) -> None:
+        """Draw ``positions`` among ``brain_slices`` (sorted indices of the slices with brain)."""
         lo, hi = int(brain_slices.min()), int(brain_slices.max())
         if self.central_mm is not None and spacing:
             keep, extent = max(int(round(self.central_mm / spacing)), 1), hi - lo + 1
             if extent > keep:
                 lo = lo + extent // 2 - keep // 2
                 hi = lo + keep - 1
-        self.positions = self.R.randint(lo, hi + 1, size=self.num_slices)
+        candidates = brain_slices[(brain_slices >= lo) & (brain_slices <= hi)]
+        if len(candidates) == 0:  # a central window that falls in a gap of the mask: its nearest brain slice
+            candidates = brain_slices[[int(np.argmin(np.abs(brain_slices - (lo + hi) / 2)))]]
+        # the same draws as randint(lo, hi + 1) when every slice in the window holds brain
+        self.positions = candidates[self.R.randint(0, len(candidates), size=self.num_slices)]
 
     def slice_spacing(self, image: NdarrayOrTensor, name: str) -> float | None:
         """Spacing (mm) along ``axis`` from the affine of ``image`` (needed only with ``central_mm``)."""
@@ -97,14 +106,23 @@ class CropToMaskd(MapTransform):
     directly, and the box coordinates are not written into the sample. ``MetaTensor`` inputs with metadata
     tracking on go through MONAI's ``SpatialCrop`` so that their affine follows the crop.
 
+    With ``min_size`` a crop smaller than it is then zero-padded, centred (MONAI's ``SpatialPad``), to at least
+    that size: a slice holding a speck of brain becomes one training patch of mostly background instead of a
+    1 x 1 image that no spatial augmentation can resample. The released trainer gets the same guarantee from
+    batchgenerators, whose spatial transform samples a patch-sized grid on every slice, however small.
+
     Args:
         keys: images ``(C, *spatial)`` to crop (2 or 3 spatial dims), same spatial shape as the mask.
         mask_key: the mask whose non-zero voxels set the box.
+        min_size: smallest spatial size of the output, one int per spatial dim (or one for all); None: no
+            padding (the box as it is, empty for an empty mask).
     """
 
-    def __init__(self, keys: KeysCollection, mask_key: str = "mask", allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, mask_key: str = "mask", min_size: Sequence[int] | int | None = None,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.mask_key = mask_key
+        self.min_size = min_size
 
     def box(self, mask: NdarrayOrTensor) -> tuple[slice, ...]:
         """Spatial slices of the bounding box of ``mask`` ``(C, *spatial)`` > 0 (empty slices when none)."""
@@ -133,6 +151,10 @@ class CropToMaskd(MapTransform):
                 d[key] = SpatialCrop(roi_slices=box)(img)
             else:
                 d[key] = img[(slice(None), *box)]
+            if self.min_size is not None:
+                target = fall_back_tuple(self.min_size, d[key].shape[1:])
+                if any(s < t for s, t in zip(d[key].shape[1:], target)):  # cheap skip: most slices are larger
+                    d[key] = SpatialPad(spatial_size=target, method="symmetric")(d[key])
         return d
 
 

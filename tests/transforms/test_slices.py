@@ -102,3 +102,31 @@ def test_central_slab_keeps_the_central_millimetres_of_the_brain(spacing, expect
     assert len(samples) == 4000 and (t.positions.min(), t.positions.max()) == expected
     with pytest.raises(ValueError, match="no affine"):
         t({"image": mask, "mask": mask})
+
+
+def test_slices_with_no_brain_are_never_drawn_and_gapless_masks_keep_their_draws():
+    mask = torch.zeros(1, 6, 6, 30)
+    mask[..., 4:26] = 1
+    gapless = RandSlicesd(["image", "mask"], num_slices=500).set_random_state(7)
+    gapless({"image": mask, "mask": mask})
+    # the draws a gapless mask always had: any slice from the first to the last with brain
+    assert np.array_equal(gapless.positions, np.random.RandomState(7).randint(4, 26, size=500))
+    mask[..., [5, 9, 10, 11, 20]] = 0  # a registration mask with empty slices inside the brain's range
+    gaps = RandSlicesd(["image", "mask"], num_slices=500).set_random_state(7)
+    samples = gaps({"image": mask, "mask": mask})
+    assert set(gaps.positions.tolist()) == set(range(4, 26)) - {5, 9, 10, 11, 20}
+    assert all(s["mask"].any() for s in samples)
+
+
+def test_crop_to_mask_pads_small_crops_to_one_patch_centred():
+    from disyre_monai.transforms import CropToMaskd
+
+    image, mask = torch.rand(1, 40, 50), torch.zeros(1, 40, 50)
+    mask[0, 7, 9] = 1  # a speck of brain
+    speck = CropToMaskd(["image", "mask"], mask_key="mask", min_size=(16, 16))({"image": image, "mask": mask})
+    assert tuple(speck["image"].shape) == (1, 16, 16) and speck["image"][0, 7, 7] == image[0, 7, 9]
+    assert speck["image"].sum() == image[0, 7, 9] and speck["mask"].sum() == 1  # zeros around it
+    mask[0, 2:38, 5:8] = 1  # 36 x 3 box: only the short side is padded
+    thin = CropToMaskd(["image", "mask"], mask_key="mask", min_size=16)({"image": image, "mask": mask})
+    assert tuple(thin["image"].shape) == (1, 36, 16)
+    assert torch.equal(thin["image"][0, :, 5:10], image[0, 2:38, 5:10])  # (16 - 5) // 2 = 5 zero columns before
