@@ -2,7 +2,7 @@
 data and its lesion simulator."""
 
 from .adapters import write_datalist
-from .datalist import calibration_cases, load_datalist, optional_datalist
+from .datalist import calibration_cases, load_datalist, optional_datalist, prior_datalist
 from .demo import demo_datalist, demo_root
 from .fixed import FixedSampleDataset
 from .guarded import GuardedCacheDataset, GuardedDataset, guarded_collate, is_failure
@@ -13,5 +13,6 @@ from .workers import LowerWorkerPriority, available_cpus, data_workers
 __all__ = [
     "FixedSampleDataset", "GuardedCacheDataset", "GuardedDataset", "ResumableSampleStream", "calibration_cases",
     "demo_datalist", "demo_root", "guarded_collate", "is_failure", "load_datalist", "optional_datalist",
-    "sample_seed", "simulate_lesion", "write_datalist", "LowerWorkerPriority", "available_cpus", "data_workers",
+    "prior_datalist", "sample_seed", "simulate_lesion", "write_datalist", "LowerWorkerPriority", "available_cpus",
+    "data_workers",
 ]

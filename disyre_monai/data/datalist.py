@@ -13,7 +13,7 @@ from disyre_monai.dicom.cases import dicom_cases
 from disyre_monai.io import IMAGE_SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "PATH_KEYS", "calibration_cases", "load_datalist", "missing_split_reason",
-           "optional_datalist", "resolve_paths"]
+           "optional_datalist", "prior_datalist", "resolve_paths"]
 
 
 def missing_split_reason(dataset_dir: str | None, datalist: str | None, split: str) -> str | None:
@@ -120,3 +120,38 @@ def calibration_cases(dataset_dir: str | None, datalist: str | None, split: str 
         warnings.warn(f"threshold calibration: {reason}; using the bundle's threshold.", stacklevel=2)
         return []
     return load_datalist(dataset_dir, datalist, split, missing="keep")
+
+
+def prior_datalist(prior: str | dict | list, output_dir: str) -> str:
+    """The datalist of a patient's earlier healthy scan(s) (``--prior``), written as
+    ``<output_dir>/prior_datalist.json`` with the scans as both the ``training`` and the ``validation`` split, so
+    that the run records what it was adapted to.
+
+    Args:
+        prior: one scan or a list of them; each a path (image file or DICOM series folder; the brain is its
+            non-zero voxels) or ``{"image": path, "mask": path}``.
+        output_dir: the run's folder.
+
+    Returns:
+        the datalist's path, for ``load_datalist(None, path, split)``.
+
+    Raises:
+        FileNotFoundError: naming every scan or mask that does not exist.
+        ValueError: an entry that is neither a path nor a dict with ``"image"``.
+    """
+    from disyre_monai.io import atomic_write_json
+
+    entries = []
+    for item in prior if isinstance(prior, (list, tuple)) else [prior]:
+        if isinstance(item, (str, Path)):
+            item = {"image": str(item)}
+        if not isinstance(item, dict) or "image" not in item:
+            raise ValueError(f"prior: each scan is a path or {{'image': path, 'mask': path}}, got {item!r}.")
+        entries.append({k: str(Path(v).resolve()) for k, v in item.items() if k in ("image", "mask")})
+    absent = [f"{k} {e[k]}" for e in entries for k in e if not Path(e[k]).exists()]
+    if absent:
+        raise FileNotFoundError(f"prior: {len(absent)} file(s) missing: " + "; ".join(absent))
+    if not entries:
+        raise ValueError("prior: no scan given.")
+    return str(atomic_write_json(Path(output_dir) / "prior_datalist.json", {"training": entries,
+                                                                            "validation": entries}))

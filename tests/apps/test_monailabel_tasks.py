@@ -1,6 +1,8 @@
 """The MONAI Label tasks in-process (needs the `label` extra): inference against the bundle, datastore, training."""
 
+import json
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -185,3 +187,55 @@ def test_the_app_uses_the_site_calibration_next_to_its_weights(tmp_path, demo_pa
     (bundle / "models" / "model.pt").write_bytes((bundle / "models" / "model.pt").read_bytes()[:-1] + b"x")
     with pytest.raises(MONAILabelException, match="made for other weights"):
         task({"image": str(demo_patient), "device": "cpu"})
+
+
+def test_a_patients_own_weights_from_the_earlier_study_leave_the_served_ones_alone(tmp_path, demo_patient):
+    """Fine-tune on the patient's earlier study under a weights name, calibrate those weights, score the follow-up
+    with them; the served weights, their threshold and the other patients' maps do not change."""
+    import shutil
+
+    from disyre_monai.apps.monailabel.calibrate import DisyreCalibrationTask
+    from disyre_monai.apps.monailabel.weights import weights_path
+
+    bundle = prepare_app(tmp_path / "app", BUNDLE) / BUNDLE_SUBDIR
+    served = (bundle / "models" / "model.pt").read_bytes()
+    store = VolumeDatastore(str(tmp_path / "studies"), auto_reload=False)
+    earlier = tmp_path / "earlier.nii.gz"
+    shutil.copy(demo_patient, earlier)
+    store.add_image("earlier", str(earlier), {})
+    store.add_image("followup", str(demo_patient), {})
+
+    trainer = DisyreTrainTask(str(bundle), {})
+    finetune = json.loads((bundle / "configs" / "finetune.json").read_text())
+    options = trainer._options({"preset": "finetune"})
+    assert (options["learning_rate"], options["epoch_length"]) == (finetune["learning_rate"], finetune["epoch_length"])
+    assert trainer._options({"preset": "finetune", "epoch_length": 7})["epoch_length"] == 7, "a value given wins"
+    stats = trainer({"images": "earlier", "preset": "finetune", "weights_name": "patient-7", "max_epochs": 1,
+                     "epoch_length": 2, "num_workers": 0, "device": "cpu"}, store)
+    own = bundle / "models" / "patients" / "patient-7" / "model.pt"
+    assert stats["images"] == ["earlier"] and stats["preset"] == "finetune" and stats["published_model"] == str(own)
+    assert own.is_file() and own.read_bytes() != served
+    assert (bundle / "models" / "model.pt").read_bytes() == served, "the served weights stay"
+    with pytest.raises(MONAILabelException, match="images not in the datastore: nobody"):
+        trainer({"images": "nobody"}, store)
+    with pytest.raises(MONAILabelException, match="weights_name must be a plain name"):
+        trainer({"weights_name": "../served"}, store)
+
+    calibration = DisyreCalibrationTask(str(bundle), {})({"images": "earlier", "weights_name": "patient-7",
+                                                          "fpr": 0.05, "device": "cpu"}, store)
+    assert Path(calibration["path"]) == own.parent / "calibration.json" and calibration["images"] == ["earlier"]
+    assert calibration["fpr"] == 0.05 and 0 < calibration["achieved_fpr"] <= 0.05
+    assert not (bundle / "models" / "calibration.json").exists()
+
+    task = DisyreInferTask(str(bundle), {})
+    own_file, own_result = task({"image": str(demo_patient), "device": "cpu", "weights_name": "patient-7"})
+    assert own_result["weights"] == "patient-7" and own_result["calibration"]["calibrated"]
+    assert own_result["threshold"] == pytest.approx(calibration["threshold"])
+    served_file, served_result = task({"image": str(demo_patient), "device": "cpu", "result_dtype": "float32"})
+    assert served_result["weights"] == "served" and not served_result["calibration"]["calibrated"]
+    expected = bundle_anomaly_map(demo_patient, bundle / "models" / "model.pt", tmp_path / "bundle_out")
+    assert np.allclose(nib.load(served_file).get_fdata(), expected.get_fdata(), atol=1e-4), "back on the served"
+    with pytest.raises(MONAILabelException, match="no weights 'patient-8'"):
+        task({"image": str(demo_patient), "device": "cpu", "weights_name": "patient-8"})
+    with pytest.raises(ValueError, match="plain name"):
+        weights_path(bundle, "a/b")

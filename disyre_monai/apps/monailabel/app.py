@@ -14,6 +14,7 @@ from monailabel.config import settings  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.datastore import Datastore  # noqa: E402
 
+from disyre_monai.apps.monailabel.calibrate import DisyreCalibrationTask  # noqa: E402
 from disyre_monai.apps.monailabel.datastore import VolumeDatastore  # noqa: E402
 from disyre_monai.apps.monailabel.dicomweb import DicomWebStudies, dicomweb_studies  # noqa: E402
 from disyre_monai.apps.monailabel.infer import LABELS, DisyreInferTask  # noqa: E402
@@ -23,12 +24,15 @@ logger = logging.getLogger(__name__)
 
 #: the model name clients see (``/infer/disyre``, ``/train/disyre``).
 MODEL_NAME = "disyre"
+#: the calibration task (``/scoring/disyre_calibrate``).
+CALIBRATION_NAME = "disyre_calibrate"
 #: where, inside the app folder, the served bundle lives (prepared by ``server.prepare_app``).
 BUNDLE_SUBDIR = os.path.join("model", MODEL_NAME)
 
 
 class DisyreLabelApp(MONAILabelApp):
-    """DISYRE as a MONAI Label app: inference task and training task ``"disyre"`` over a local studies folder.
+    """DISYRE as a MONAI Label app: inference and training task ``"disyre"`` and the calibration task
+    ``"disyre_calibrate"`` (a scoring method) over a local studies folder.
 
     The bundle is read from ``<app_dir>/model/disyre`` (a writable copy made by
     :func:`~disyre_monai.apps.monailabel.server.prepare_app`); nothing is looked up or downloaded at start-up.
@@ -78,3 +82,6 @@ class DisyreLabelApp(MONAILabelApp):
 
     def init_trainers(self):
         return {MODEL_NAME: DisyreTrainTask(self.disyre_bundle, self.conf)}
+
+    def init_scoring_methods(self):
+        return {CALIBRATION_NAME: DisyreCalibrationTask(self.disyre_bundle, self.conf)}

@@ -11,6 +11,7 @@ from typing import Any
 from disyre_monai.apps.monailabel._compat import require_monailabel
 from disyre_monai.apps.monailabel.transforms import AnomalyOutputd, CaseScoresd, wants_heatmap
 from disyre_monai.apps.monailabel.validation import VOLUME_SUFFIXES, check_volume_array, volume_suffix
+from disyre_monai.apps.monailabel.weights import weights_path
 from disyre_monai.dicom.series import is_dicom_folder
 from disyre_monai.metrics.site_calibration import threshold_record
 from disyre_monai.preprocess.model_space import MISMATCH_MESSAGE, RestoreInputGridd
@@ -90,8 +91,10 @@ class DisyreInferTask(BundleInferTask):
        request asks for a float ``result_dtype`` (REST: ``params={"result_dtype": "float32"}``).
 
     Options shown in the clients (and accepted in a request's params): ``threshold`` (default: the site calibration
-    next to the served weights, ``calibration.json`` from ``disyre-monai calibrate``, else the bundle's
-    ``default_threshold``; the JSON result's ``"calibration"`` says which) and ``top_k``.
+    next to the weights in use, ``calibration.json`` from ``disyre-monai calibrate`` or the calibration request,
+    else the bundle's ``default_threshold``; the JSON result's ``"calibration"`` says which), ``top_k`` and
+    ``weights_name`` (empty: the served weights; a name: the patient's own weights from a training request with
+    that ``weights_name``, see :mod:`~disyre_monai.apps.monailabel.weights`).
 
     Args:
         path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
@@ -137,14 +140,37 @@ class DisyreInferTask(BundleInferTask):
         self.labels = dict(LABELS)
         self.dimension = 3  # the network is 2D, but the task takes and returns volumes
         self.shown_threshold = self.threshold  # the default the clients show (MONAI Label sends it back in requests)
-        self._config.update({"threshold": self.threshold, "top_k": self.top_k})
+        self._config.update({"threshold": self.threshold, "top_k": self.top_k, "weights_name": ""})
         if preprocess:
             self.description = f"{self.description} Raw scans are preprocessed on the fly (--conf preprocess true)."
 
-    def site_threshold(self) -> tuple[float, dict[str, Any]]:
-        """The default threshold now, and where it comes from: the site calibration next to the served weights
-        (``disyre-monai calibrate``), else the bundle's default. Read again for every request, since fine-tuning
-        replaces the weights (and retires their card) and a calibration may be written while the server runs.
+    def weights(self, data: dict[str, Any] | None = None) -> str:
+        """The weights file of a request (its ``weights_name``; the served weights without one).
+
+        Raises:
+            MONAILabelException: INVALID_INPUT for a bad or unknown name.
+        """
+        name = (data or {}).get("weights_name") or ""
+        if not name:
+            return str(self.bundle_config.get_parsed_content("model_path"))
+        try:
+            return weights_path(self.bundle_path, name)
+        except (ValueError, FileNotFoundError) as error:
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
+
+    def _get_network(self, device, data):
+        """MONAI Label's network loading and caching, for the weights the request names."""
+        path = self.weights(data)
+        if self.path != [path]:  # other weights than the cached network's: load them
+            self.path = [path]
+            self._networks.clear()
+        return super()._get_network(device, data)
+
+    def site_threshold(self, weights: str | None = None) -> tuple[float, dict[str, Any]]:
+        """The default threshold now, and where it comes from: the site calibration next to the weights (the served
+        ones by default; ``disyre-monai calibrate`` or the calibration request), else the bundle's default. Read
+        again for every request, since fine-tuning replaces the weights (and retires their card) and a calibration
+        may be written while the server runs.
 
         Raises:
             MONAILabelException: SERVER_ERROR when the card is unreadable or belongs to other weights.
@@ -153,10 +179,11 @@ class DisyreInferTask(BundleInferTask):
         if "threshold_record" not in config or not str(config.get("threshold", "")).startswith("$"):
             threshold = check_number("DisyreInferTask", "bundle threshold", config.get_parsed_content("threshold"))
             return threshold, {"calibrated": False, "note": "threshold set in the bundle config"}
+        served = weights is None or weights == str(config.get_parsed_content("model_path"))
         try:
-            record = threshold_record(config.get_parsed_content("model_path"),
+            record = threshold_record(weights or config.get_parsed_content("model_path"),
                                       config.get_parsed_content("default_threshold"),
-                                      config.get_parsed_content("calibration_file"))
+                                      config.get_parsed_content("calibration_file") if served else None)
         except (OSError, ValueError) as error:
             raise MONAILabelException(MONAILabelError.SERVER_ERROR, str(error)) from None
         if not record["calibrated"]:
@@ -170,7 +197,7 @@ class DisyreInferTask(BundleInferTask):
         the clients were shown (MONAI Label fills every option in), so a new calibration or fine-tuning applies."""
         requested = data.get("threshold")
         if requested is None or requested == self.shown_threshold:
-            return self.site_threshold()[0]
+            return self.site_threshold(self.weights(data))[0]
         return check_number("infer request", "threshold", requested)
 
     def request_options(self, data: dict[str, Any]) -> tuple[float, int, bool]:
@@ -244,7 +271,8 @@ class DisyreInferTask(BundleInferTask):
         output = "heatmap" if wants_heatmap(data.get("result_dtype")) else "label_map"
         result = dict(result or {})
         result["output"] = output
-        site_threshold, calibration = self.site_threshold()
+        site_threshold, calibration = self.site_threshold(self.weights(data))
+        result["weights"] = data.get("weights_name") or "served"
         result["threshold"] = threshold = result.get("scores", {}).get("threshold", site_threshold)
         result["calibration"] = calibration if threshold == site_threshold else {
             "calibrated": False, "note": "threshold given in the request"}

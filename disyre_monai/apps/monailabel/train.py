@@ -13,6 +13,7 @@ from typing import Any
 
 from disyre_monai.apps.monailabel._compat import require_monailabel
 from disyre_monai.apps.monailabel.datastore import training_images
+from disyre_monai.apps.monailabel.weights import weights_path
 from disyre_monai.io import atomic_write, atomic_write_json
 from disyre_monai.utils import check_int, check_number
 
@@ -80,16 +81,21 @@ class DisyreTrainTask(TrainTask):
     """Train the DISYRE bundle on the datastore's images, labels or not (DISYRE needs none).
 
     Each run builds a datalist from the datastore's images (optionally only those tagged healthy, see
-    :func:`~disyre_monai.apps.monailabel.datastore.is_healthy`), runs the bundle's ``configs/train.json``
-    workflow (``monai.bundle.ConfigWorkflow``) in ``<bundle>/train_runs/run_<time>/``, starting from the served
-    weights ``models/model.pt`` (``pretrained``; otherwise from scratch), and finally replaces
-    ``models/model.pt`` atomically with the run's final model. Periodic checkpoints of a finished run are
-    deleted; its ``models/model.pt``, TensorBoard logs, ``datalist.json`` and ``train_stats.json`` are kept,
-    so every fine-tuned version stays available.
+    :func:`~disyre_monai.apps.monailabel.datastore.is_healthy`, or only the ``images`` named), runs the bundle's
+    ``configs/train.json`` workflow (``monai.bundle.ConfigWorkflow``; with ``preset`` "finetune" also
+    ``configs/finetune.json``: its steps, learning rate and warm-up) in ``<bundle>/train_runs/run_<time>/``,
+    starting from the served weights ``models/model.pt`` (``pretrained``; otherwise from scratch), and finally
+    replaces ``models/model.pt`` atomically with the run's final model, or, with ``weights_name`` NAME, keeps it
+    as ``models/patients/NAME/model.pt`` and leaves the served weights alone (a patient's own weights, from their
+    earlier study: inference requests name them with the same ``weights_name``). Periodic checkpoints of a
+    finished run are deleted; its ``models/model.pt``, TensorBoard logs, ``datalist.json`` and
+    ``train_stats.json`` are kept, so every fine-tuned version stays available.
 
     Request options (shown in the clients' training options): ``device``, ``pretrained``, ``healthy_only``,
-    ``max_epochs``, ``epoch_length`` (iterations per epoch), ``learning_rate``, ``val_split``,
-    ``num_workers``; defaults from the bundle's train config.
+    ``images`` (comma-separated image ids; empty: every image, or every healthy one), ``preset`` ("train" or
+    "finetune"), ``weights_name`` (empty: replace the served weights), ``max_epochs``, ``epoch_length``
+    (iterations per epoch), ``learning_rate``, ``val_split``, ``num_workers``; defaults from the bundle's train
+    config, or from finetune.json for the options a "finetune" request leaves at the defaults shown.
 
     Args:
         path: the bundle folder (``configs/train.json``, ``configs/metadata.json``, ``models/model.pt``).
@@ -105,6 +111,7 @@ class DisyreTrainTask(TrainTask):
 
         self.parser = ConfigParser()
         self.parser.read_config(self.train_config)
+        self.finetune_config = os.path.join(self.bundle_path, "configs", "finetune.json")
         with open(os.path.join(self.bundle_path, "configs", "metadata.json"), encoding="utf-8") as f:
             metadata = json.load(f)
         super().__init__("Fine-tune DISYRE on the datastore's scans without labels (restoring synthetic anomalies)")
@@ -116,6 +123,9 @@ class DisyreTrainTask(TrainTask):
             "device": device_list(),
             "pretrained": True,
             "healthy_only": False,
+            "images": "",
+            "preset": "train",
+            "weights_name": "",
             "max_epochs": int(self.parser.get("max_epochs")),
             "epoch_length": int(self.parser.get("epoch_length")),
             "learning_rate": float(self.parser.get("learning_rate")),
@@ -134,14 +144,39 @@ class DisyreTrainTask(TrainTask):
         except (OSError, ValueError):
             return {}
 
+    def preset_defaults(self, preset: str) -> dict[str, Any]:
+        """The schedule of a preset: train.json's, or finetune.json's on top of it."""
+        if preset not in ("train", "finetune"):
+            raise ValueError(f"train request: preset must be 'train' or 'finetune', got {preset!r}.")
+        if preset == "train":
+            return {k: self.config()[k] for k in ("max_epochs", "epoch_length", "learning_rate")}
+        if not os.path.isfile(self.finetune_config):
+            raise ValueError(f"train request: preset 'finetune' needs {self.finetune_config}, which is missing.")
+        with open(self.finetune_config, encoding="utf-8") as f:
+            preset_config = json.load(f)
+        return {k: preset_config.get(k, self.config()[k]) for k in ("max_epochs", "epoch_length", "learning_rate")}
+
     def _options(self, request: dict[str, Any]) -> dict[str, Any]:
         defaults = self.config()
         value = {k: request.get(k, v) for k, v in defaults.items()}
         try:
+            preset = str(value["preset"] or "train")
+            for key, preset_value in self.preset_defaults(preset).items():
+                if value[key] == defaults[key]:  # left at the default shown: the preset's
+                    value[key] = preset_value
+            weights_name = str(value["weights_name"] or "")
+            if weights_name:
+                weights_path(self.bundle_path, weights_name, must_exist=False)  # a plain name
+            images = value["images"]
+            images = [i.strip() for i in images.split(",") if i.strip()] if isinstance(images, str) else \
+                [str(i) for i in images or []]
             return {
                 "device": name_to_device(value["device"]),
                 "pretrained": _flag("pretrained", value["pretrained"]),
                 "healthy_only": _flag("healthy_only", value["healthy_only"]),
+                "images": images,
+                "preset": preset,
+                "weights_name": weights_name,
                 "max_epochs": check_int("train request", "max_epochs", value["max_epochs"], 1, 10**6),
                 "epoch_length": check_int("train request", "epoch_length", value["epoch_length"], 1, 10**9),
                 "learning_rate": check_number("train request", "learning_rate", value["learning_rate"], 0.0, 1.0),
@@ -151,29 +186,24 @@ class DisyreTrainTask(TrainTask):
         except ValueError as error:
             raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
 
-    def _handlers(self, model_path: str, pretrained: bool) -> list:
-        """The bundle's training handlers, led by a loader of the served weights when ``pretrained``."""
-        handlers = list(self.parser.get("train#handlers"))
-        if pretrained:
-            handlers.insert(0, {
-                "_target_": "CheckpointLoader",
-                "load_path": model_path,
-                "load_dict": {"model": "@network"},
-                "map_location": "@device",
-                "strict": True,
-            })
-        return handlers
-
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
         from monai.bundle import ConfigWorkflow
 
         options = self._options(request)
-        images = training_images(datastore, healthy_only=options["healthy_only"])
+        images = training_images(datastore, healthy_only=options["healthy_only"] and not options["images"])
+        if options["images"]:  # the named images only (a patient's earlier study), tagged healthy or not
+            known = {e["id"]: e for e in images}
+            unknown = [i for i in options["images"] if i not in known]
+            if unknown:
+                raise MONAILabelException(MONAILabelError.INVALID_INPUT,
+                                          f"images not in the datastore: {', '.join(unknown)}.")
+            images = [known[i] for i in options["images"]]
         if not images:
             which = "tagged healthy (image info {\"healthy\": true})" if options["healthy_only"] else "in the datastore"
             raise MONAILabelException(MONAILabelError.INVALID_INPUT, f"no image {which} to train on.")
         train, validation = split_images(images, options["val_split"])
         model_path = os.path.join(self.bundle_path, "models", "model.pt")
+        destination = weights_path(self.bundle_path, options["weights_name"], must_exist=False)
         if options["pretrained"] and not os.path.isfile(model_path):
             raise MONAILabelException(MONAILabelError.APP_TRAIN_FAILED, f"no weights to start from: {model_path}.")
 
@@ -195,11 +225,11 @@ class DisyreTrainTask(TrainTask):
             "num_workers": options["num_workers"],
             "progress": False,
             "resume": False,
-            "train#handlers": self._handlers(model_path, options["pretrained"]),
+            "init_weights": model_path if options["pretrained"] else None,
         }
+        configs = [self.train_config] + ([self.finetune_config] if options["preset"] == "finetune" else [])
         start = time.time()
-        workflow = ConfigWorkflow(config_file=self.train_config, workflow_type="train", logging_file=False,
-                                  **overrides)
+        workflow = ConfigWorkflow(config_file=configs, workflow_type="train", logging_file=False, **overrides)
         workflow.initialize()
         workflow.run()
         trainer = workflow.parser.get_parsed_content("train#trainer")
@@ -209,8 +239,8 @@ class DisyreTrainTask(TrainTask):
         trained = run_dir / "models" / "model.pt"
         if not trained.is_file():
             raise MONAILabelException(MONAILabelError.APP_TRAIN_FAILED, f"training wrote no final model {trained}.")
-        publish_model(trained, model_path)
-        retired = retire_calibration(model_path, run_dir)
+        publish_model(trained, destination)
+        retired = retire_calibration(destination, run_dir)
         for checkpoint in (run_dir / "models").glob("checkpoint_*.pt"):
             checkpoint.unlink()
         best = getattr(evaluator.state, "best_metric", -1)
@@ -222,10 +252,12 @@ class DisyreTrainTask(TrainTask):
             "validation_images": [e["id"] for e in validation],
             "healthy_only": options["healthy_only"],
             "pretrained": options["pretrained"],
+            "preset": options["preset"],
+            "weights_name": options["weights_name"] or None,
             "epochs": int(trainer.state.epoch),
             "iterations": int(trainer.state.iteration),
             "best_val_psnr": None if best is None or best == -1 else float(best),
-            "published_model": model_path,
+            "published_model": destination,
             "calibration": ("the site calibration of the previous weights was moved to " + str(retired)
                             + ": calibrate the new weights (disyre-monai calibrate)") if retired else None,
         }
