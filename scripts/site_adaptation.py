@@ -20,7 +20,7 @@ against the number of healthy scans.
 
 Usage (one quiet machine; two trainings at once each run about 4x slower)::
 
-    python scripts/site_adaptation.py --output_dir runs/site_adaptation          # both checks, seeds 0 1 2
+    python scripts/site_adaptation.py --output_dir runs/site_adaptation   # both checks, seeds 0 1 2 (about 30 min)
     python scripts/site_adaptation.py --learning_rates 1e-4 3e-4 1e-3 --seeds 0   # the preset's learning rate
     python scripts/site_adaptation.py --seeds 0 --steps 4 --scan_counts 1 --output_dir /tmp/smoke  # smoke run
 
@@ -308,7 +308,7 @@ def main() -> int:
     parser.add_argument("--output_dir", default="runs/site_adaptation")
     parser.add_argument("--checks", nargs="+", default=["site", "followup"], choices=["site", "followup"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", nargs="+", type=int, default=[100, 300, 1000],
+    parser.add_argument("--steps", nargs="+", type=int, default=[50, 150, 500],
                         help="fine-tuning steps at which AP is reported (one run to the largest)")
     parser.add_argument("--every", type=int, default=None, help="checkpoint spacing (default: the smallest step)")
     parser.add_argument("--scan_counts", nargs="+", type=int, default=[1, 2], help="(a): fewer healthy scans")

@@ -93,9 +93,11 @@ def test_prior_scans_of_the_patient_replace_the_training_data(tmp_path):
     assert listing["training"] == [{"image": prior}]
     assert (tmp_path / "run" / "models" / "model.pt").is_file()
     missing = str(tmp_path / "earlier_scan.nii.gz")
-    with pytest.raises(Exception) as raised:
-        ConfigWorkflow(config_file=FINETUNE, workflow_type="train", logging_file=False,
-                       output_dir=str(tmp_path / "bad"), prior=[prior, missing], **SMALL).initialize()
+    bad = ConfigWorkflow(config_file=FINETUNE, workflow_type="train", logging_file=False,
+                         output_dir=str(tmp_path / "bad"), prior=[prior, missing], **SMALL)
+    bad.initialize()
+    with pytest.raises(Exception) as raised:  # as the run reads its training data
+        bad.parser.get_parsed_content("train#datalist")
     chain, error = [], raised.value
     while error is not None:
         chain.append(str(error))
