@@ -23,17 +23,16 @@ class RandSlicesd(Randomizable, MapTransform):
 
     All ``keys`` are sliced at the same positions (drawn once); the result is a list of ``num_slices``
     dictionaries (MONAI's list-of-samples convention, flattened by ``list_data_collate``) whose ``keys``
-    hold ``(C, H, W)`` tensors; other entries are copied. Slices are drawn with replacement.
+    hold ``(C, H, W)`` tensors; other entries are copied. Slices are drawn with replacement, uniformly among those
+    with at least one brain voxel: for a mask without gaps any slice from the first to the last with brain
+    (released DISYRE: between the first and the last slice with a non-zero voxel, the last left out), while a mask
+    with empty slices in between (a registration or skull-strip mask) never gives a brainless slice.
 
     Args:
         keys: volumes ``(C, H, W, D)`` to slice.
         num_slices: slices per volume (released: 12).
         mask_key: brain mask deciding which slices have brain (default: the first key's non-zero voxels).
         axis: spatial axis to slice along (2 = last = axial in RAS).
-            Slices are drawn uniformly among those with at least one brain voxel: for a mask without gaps, any
-            slice from the first to the last with brain (released DISYRE: between the first and the last slice
-            with a non-zero voxel, the last left out), but a mask with empty slices in between (a registration
-            or skull-strip mask) never gives a brainless slice.
         central_mm: draw only from the central ``central_mm`` of the brain's extent along ``axis`` (the slice
             spacing read from the image's affine): ``round(central_mm / spacing)`` slices centred as a centred crop
             of the brain's slices would cut them, or every brain slice when the brain is shorter. Released
