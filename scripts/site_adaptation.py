@@ -11,9 +11,10 @@
     earlier healthy scan; the lesion cases are the follow-up. The prior scan adapts the model and sets the
     threshold. Prior and follow-up are registered and from one scanner, the best case a prior can be.
 
-For each check: before (shipped weights, the bundle's default threshold), calibration only, fine-tuning only,
-both; pooled AP and best Dice over the lesion cases' brain voxels (protocol exact), and Dice and the
-false-positive rate (on the lesion cases' healthy brain voxels) at the threshold in use. Fine-tuning is repeated
+For each check: before (shipped weights, the bundle's default threshold), calibration only, fine-tuning only
+(finetune.json's steps when they are among ``--steps``, else the longest), both; pooled AP and best Dice over
+the lesion cases' brain voxels (protocol exact), and Dice and the false-positive rate (on the lesion cases'
+healthy brain voxels) at the threshold in use. Fine-tuning is repeated
 with every seed; AP is also reported against the fine-tuning steps (checkpoints of one run: finetune.json keeps
 the learning rate constant after its warm-up, so a checkpoint is what a shorter run gives) and, for (a),
 against the number of healthy scans.
@@ -223,10 +224,11 @@ def run_check(name: str, datalist: Path, args: argparse.Namespace, out: Path) ->
             for step in args.steps:
                 step_maps = score_maps(weights[step], datalist, run / f"maps_step{step}")
                 entry["ap_by_steps"][step] = lesion_metrics(step_maps, datalist, default)["ap"]
-            final = weights[max(args.steps)]
-            final_maps = [run / f"maps_step{max(args.steps)}" / p.name for p in maps]
-            entry["finetuning_only"] = lesion_metrics(final_maps, datalist, default)
-            entry["both"] = lesion_metrics(final_maps, datalist, calibrate(final, datalist, run, args.fpr))
+            # the threshold rows at the preset's steps (or the longest run's): fine-tuned weights, then calibrated
+            entry["report_steps"] = report = args.report_steps
+            report_maps = [run / f"maps_step{report}" / p.name for p in maps]
+            entry["finetuning_only"] = lesion_metrics(report_maps, datalist, default)
+            entry["both"] = lesion_metrics(report_maps, datalist, calibrate(weights[report], datalist, run, args.fpr))
             if name == "site" and lr is None:
                 entry["ap_by_scans"] = {len(listing["training"]): entry["ap_by_steps"][args.scan_steps]}
                 for count in args.scan_counts:
@@ -260,8 +262,8 @@ def summarise(results: dict, out: Path) -> str:
                      + " | ".join(f"{r['before'][k]:.3f}" for k in keys) + " |")
         lines.append("| calibration only | " + " | ".join(f"{r['calibration_only'][k]:.3f}" for k in keys) + " |")
         for row in ("finetuning_only", "both"):
-            lines.append(f"| {row.replace('_', ' ')} | " + " | ".join(_mean_sd([e[row][k] for e in entries])
-                                                                      for k in keys) + " |")
+            cells = " | ".join(_mean_sd([e[row][k] for e in entries]) for k in keys)
+            lines.append(f"| {row.replace('_', ' ')} ({entries[0].get('report_steps')} steps) | {cells} |")
         steps = sorted({int(s) for e in entries for s in e["ap_by_steps"]})
         lines += ["", "| fine-tuning steps | " + " | ".join(map(str, steps)) + " |", "| --- |" + " --- |" * len(steps),
                   "| AP | " + " | ".join(_mean_sd([e["ap_by_steps"][s] for e in entries if s in e["ap_by_steps"]])
@@ -321,6 +323,9 @@ def main() -> int:
     args.steps = sorted(args.steps)
     args.every = args.every or args.steps[0]
     args.scan_steps = args.scan_steps or args.steps[len(args.steps) // 2]
+    preset = json.loads((REPO / "bundle" / "configs" / "finetune.json").read_text())
+    preset_steps = int(preset["max_epochs"]) * int(preset["epoch_length"])
+    args.report_steps = preset_steps if preset_steps in args.steps else args.steps[-1]
     if any(s % args.every for s in args.steps) or args.scan_steps not in args.steps:
         parser.error("every step count must be a multiple of --every, and --scan_steps one of --steps")
     out = Path(args.output_dir).resolve()
