@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from disyre_monai.apps.monailabel._compat import require_monailabel
-from disyre_monai.apps.monailabel.datastore import training_images
+from disyre_monai.apps.monailabel.datastore import image_ids, selected_images
 from disyre_monai.apps.monailabel.weights import weights_path
 from disyre_monai.io import atomic_write_json
 
@@ -59,16 +59,10 @@ class DisyreCalibrationTask(ScoringMethod):
             fpr = float(request.get("fpr", 0.01))
         except (ValueError, TypeError, FileNotFoundError) as error:
             raise MONAILabelException(MONAILabelError.INVALID_INPUT, f"calibration request: {error}") from None
-        named = request.get("images") or ""
-        named = [i.strip() for i in named.split(",") if i.strip()] if isinstance(named, str) else list(named)
-        images = training_images(datastore, healthy_only=not named)
-        if named:
-            known = {e["id"]: e for e in images}
-            unknown = [i for i in named if i not in known]
-            if unknown:
-                raise MONAILabelException(MONAILabelError.INVALID_INPUT,
-                                          f"images not in the datastore: {', '.join(unknown)}.")
-            images = [known[i] for i in named]
+        try:
+            images = selected_images(datastore, image_ids(request.get("images")), healthy_only=True)
+        except ValueError as error:
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
         if not images:
             raise MONAILabelException(MONAILabelError.INVALID_INPUT,
                                       "no image tagged healthy (image info {\"healthy\": true}) to calibrate on.")

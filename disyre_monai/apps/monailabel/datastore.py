@@ -47,6 +47,30 @@ def training_images(datastore: Datastore, healthy_only: bool = False) -> list[di
     return entries
 
 
+def image_ids(value: Any) -> list[str]:
+    """A request's ``images`` option as a list of ids: comma-separated text or a list (empty: none named)."""
+    if isinstance(value, str):
+        return [i.strip() for i in value.split(",") if i.strip()]
+    return [str(i) for i in value or []]
+
+
+def selected_images(datastore: Datastore, ids: list[str], healthy_only: bool = False) -> list[dict[str, str]]:
+    """The images ``ids`` of ``datastore`` in that order, tagged healthy or not; without ids, every image (or every
+    healthy one) as :func:`training_images` lists them.
+
+    Raises:
+        ValueError: naming the ids the datastore does not hold.
+    """
+    images = training_images(datastore, healthy_only=healthy_only and not ids)
+    if not ids:
+        return images
+    known = {e["id"]: e for e in images}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ValueError(f"images not in the datastore: {', '.join(unknown)}.")
+    return [known[i] for i in ids]
+
+
 class VolumeDatastore(LocalDatastore):
     """MONAI Label's local datastore (a folder of images) that refuses uploads that are not 3D volumes.
 

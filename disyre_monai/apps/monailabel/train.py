@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from disyre_monai.apps.monailabel._compat import require_monailabel
-from disyre_monai.apps.monailabel.datastore import training_images
+from disyre_monai.apps.monailabel.datastore import image_ids, selected_images
 from disyre_monai.apps.monailabel.weights import weights_path
 from disyre_monai.io import atomic_write, atomic_write_json
 from disyre_monai.utils import check_int, check_number
@@ -167,9 +167,7 @@ class DisyreTrainTask(TrainTask):
             weights_name = str(value["weights_name"] or "")
             if weights_name:
                 weights_path(self.bundle_path, weights_name, must_exist=False)  # a plain name
-            images = value["images"]
-            images = [i.strip() for i in images.split(",") if i.strip()] if isinstance(images, str) else \
-                [str(i) for i in images or []]
+            images = image_ids(value["images"])
             return {
                 "device": name_to_device(value["device"]),
                 "pretrained": _flag("pretrained", value["pretrained"]),
@@ -190,14 +188,10 @@ class DisyreTrainTask(TrainTask):
         from monai.bundle import ConfigWorkflow
 
         options = self._options(request)
-        images = training_images(datastore, healthy_only=options["healthy_only"] and not options["images"])
-        if options["images"]:  # the named images only (a patient's earlier study), tagged healthy or not
-            known = {e["id"]: e for e in images}
-            unknown = [i for i in options["images"] if i not in known]
-            if unknown:
-                raise MONAILabelException(MONAILabelError.INVALID_INPUT,
-                                          f"images not in the datastore: {', '.join(unknown)}.")
-            images = [known[i] for i in options["images"]]
+        try:  # the named images only (a patient's earlier study), tagged healthy or not
+            images = selected_images(datastore, options["images"], healthy_only=options["healthy_only"])
+        except ValueError as error:
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(error)) from None
         if not images:
             which = "tagged healthy (image info {\"healthy\": true})" if options["healthy_only"] else "in the datastore"
             raise MONAILabelException(MONAILabelError.INVALID_INPUT, f"no image {which} to train on.")
