@@ -1,12 +1,9 @@
 """Small helpers shared by every component: argument checks (one wording for every bad-argument error),
-numpy views, source names of arrays, and the forwarding of names that moved to another module."""
+numpy views, source names of arrays."""
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -68,25 +65,3 @@ def source_name(x, default: str = "<array>") -> str:
     """The file a ``MetaTensor`` was loaded from (``meta["filename_or_obj"]``), else ``default``."""
     return str(getattr(x, "meta", {}).get("filename_or_obj", default))
 
-
-def moved_names(module: str, moves: Mapping[str, str], removed_in: str = "0.4.0") -> Callable[[str], Any]:
-    """A module-level ``__getattr__`` (PEP 562) that keeps the old import path of moved names working.
-
-    ``old_module.Name`` (and ``from old_module import Name``) returns the very object of its new home, with a
-    ``FutureWarning`` naming that home. The new module is imported on first access only, so an old module
-    never imports the new one at import time and the package import graph stays free of cycles.
-
-    Args:
-        module: the old module's ``__name__``.
-        moves: name -> module it now lives in.
-        removed_in: the release that drops the old path (shown in the warning).
-    """
-
-    def __getattr__(name: str) -> Any:
-        if name not in moves:
-            raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        warnings.warn(f"{module}.{name} moved to {moves[name]}.{name}; the old path is removed in {removed_in}.",
-                      FutureWarning, stacklevel=2)
-        return getattr(importlib.import_module(moves[name]), name)
-
-    return __getattr__

@@ -1,11 +1,9 @@
-"""The package's shape: an import graph without cycles, old import paths that still give the very same objects."""
+"""The package's shape: an import graph without cycles, modules that import without deprecation warnings."""
 
 import ast
 import importlib
 import warnings
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "disyre_monai"
 
@@ -100,74 +98,9 @@ def test_the_cycle_finder_sees_a_lazy_import_cycle():
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
 
 
-#: (old module, name, new module) for every name that moved in 0.3.0.
-MOVED = [
-    *[("disyre_monai.engines", n, "disyre_monai.handlers") for n in (
-        "AtomicCheckpointSaver", "CheckpointResumer", "GradientClipping", "capture_rng_state", "latest_checkpoint",
-        "list_checkpoints", "restore_rng_state")],
-    *[("disyre_monai.engines", n, "disyre_monai.data") for n in (
-        "GuardedCacheDataset", "GuardedDataset", "ResumableSampleStream", "guarded_collate", "is_failure",
-        "sample_seed")],
-    *[("disyre_monai.engines", n, "disyre_monai.failures") for n in ("FAILURE_KEY", "FailureReport", "failure_record")],
-    *[("disyre_monai.engines.checkpoint", n, "disyre_monai.handlers.checkpoint") for n in (
-        "AtomicCheckpointSaver", "CheckpointResumer", "latest_checkpoint", "list_checkpoints")],
-    ("disyre_monai.engines.handlers", "GradientClipping", "disyre_monai.handlers.gradient_clipping"),
-    ("disyre_monai.engines.rng", "capture_rng_state", "disyre_monai.handlers.rng"),
-    ("disyre_monai.engines.failures", "FailureReport", "disyre_monai.failures"),
-    ("disyre_monai.engines.stream", "ResumableSampleStream", "disyre_monai.data.stream"),
-    ("disyre_monai.engines.stream", "stateful_caches", "disyre_monai.data.stream"),
-    ("disyre_monai.engines.guarded", "GuardedDataset", "disyre_monai.data.guarded"),
-    ("disyre_monai.engines.guarded", "guarded_collate", "disyre_monai.data.guarded"),
-    *[("disyre_monai.data.validation", n, "disyre_monai.transforms.validation") for n in (
-        "CheckImageFilesd", "ValidateImage", "ValidateImaged", "check_image_file", "validate_volume",
-        "check_same_grid")],
-    ("disyre_monai.transforms.slices", "EnsureBrainMaskd", "disyre_monai.transforms"),
-    ("disyre_monai.networks", "LoadNetworkWeights", "disyre_monai.handlers"),
-    ("disyre_monai.networks.loading", "LoadNetworkWeights", "disyre_monai.handlers.network_weights"),
-    *[("disyre_monai.metrics", n, "disyre_monai.handlers") for n in (
-        "AnomalyReport", "ThresholdCalibration", "PooledVoxelMetricHandler")],
-    ("disyre_monai.metrics", "calibration_cases", "disyre_monai.data"),
-    ("disyre_monai.metrics.report", "AnomalyReport", "disyre_monai.handlers.report"),
-    ("disyre_monai.metrics.report", "ThresholdCalibration", "disyre_monai.handlers.calibration"),
-    ("disyre_monai.metrics.report", "calibration_cases", "disyre_monai.data.datalist"),
-    ("disyre_monai.metrics.handlers", "PooledVoxelMetric", "disyre_monai.metrics"),
-    ("disyre_monai.metrics.handlers", "PooledVoxelMetricHandler", "disyre_monai.handlers"),
-    ("disyre_monai.metrics.collect", "CaseCollector", "disyre_monai.handlers"),
-    ("disyre_monai.metrics.collect", "voxel_volume_ml", "disyre_monai.metrics.cases"),
-]
-
-
-@pytest.mark.parametrize("old, name, new", MOVED, ids=[f"{o}.{n}" for o, n, _ in MOVED])
-def test_an_old_import_path_gives_the_same_object_with_a_warning(old, name, new):
-    moved = getattr(importlib.import_module(new), name)
-    with pytest.warns(FutureWarning, match=f"{name} moved to"):
-        assert getattr(importlib.import_module(old), name) is moved
-
-
-def test_the_new_paths_import_without_deprecation_warnings():
+def test_every_module_imports_without_deprecation_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         for name in _modules():
             if not name.startswith("disyre_monai.apps"):  # the MONAI Label extra may be absent
                 importlib.import_module(name)
-
-
-def test_an_unknown_name_of_an_old_module_is_an_attribute_error():
-    engines = importlib.import_module("disyre_monai.engines")
-    with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
-        engines.NoSuchThing  # noqa: B018
-
-
-def test_the_removed_resume_stream_wrapper_still_attaches_the_stream_with_a_warning():
-    from disyre_monai.engines.stream import ResumeStream
-
-    attached = []
-
-    class Stream:
-        def attach(self, engine):
-            attached.append(engine)
-
-    with pytest.warns(FutureWarning, match="list the stream itself"):
-        wrapper = ResumeStream(Stream())
-    wrapper.attach("engine")
-    assert attached == ["engine"]

@@ -1,10 +1,5 @@
 """``disyre-monai validate``: check every case of a datalist or folder as the bundle would load it (the bundle's own
 loading transforms, see :func:`disyre_monai.config.bundle_preprocessing`).
-
-The input checks themselves (``CheckImageFilesd``, ``ValidateImaged``, ``ValidateImage``, ``check_image_file``,
-``validate_volume``, ``check_same_grid``, ``ras_grid``, ``DEFAULT_MAX_VOXELS``, ``NONFINITE_POLICIES``) moved to
-:mod:`disyre_monai.transforms.validation`; their old paths here still resolve, with a ``FutureWarning``, until
-0.4.0.
 """
 
 from __future__ import annotations
@@ -18,14 +13,8 @@ from disyre_monai.config import bundle_preprocessing
 from disyre_monai.data.datalist import load_datalist
 from disyre_monai.failures import FailureReport
 from disyre_monai.transforms import validation as checks
-from disyre_monai.utils import moved_names
 
 __all__ = ["validate_dataset"]
-
-__getattr__ = moved_names(__name__, dict.fromkeys(
-    ["CheckImageFilesd", "CheckImageFilesD", "CheckImageFilesDict", "ValidateImage", "ValidateImaged",
-     "ValidateImageD", "ValidateImageDict", "check_image_file", "validate_volume", "check_same_grid", "ras_grid",
-     "DEFAULT_MAX_VOXELS", "NONFINITE_POLICIES"], "disyre_monai.transforms.validation"))
 
 
 def validate_dataset(

@@ -5,9 +5,6 @@ case that fails to load or validate into a failure marker; :class:`GuardedEvalua
 the remaining cases, and records a case whose inference or postprocessing (saving) raises, then goes on with
 the next one. Batches of one case (the inference config's default) isolate every case; with larger batches a
 failure in the network or postprocessing fails the cases of that batch only.
-
-Deprecated here (moved to :mod:`disyre_monai.data.guarded`; the old names resolve, with a ``FutureWarning``,
-until 0.4.0): ``GuardedDataset``, ``GuardedCacheDataset``, ``guarded_collate``, ``is_failure``.
 """
 
 from __future__ import annotations
@@ -16,10 +13,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from disyre_monai.failures import FAILURE_KEY, FailureReport
-from disyre_monai.utils import moved_names, source_name
-
-__getattr__ = moved_names(__name__, dict.fromkeys(
-    ["GuardedCacheDataset", "GuardedDataset", "guarded_collate", "is_failure"], "disyre_monai.data.guarded"))
+from disyre_monai.utils import source_name
 
 
 class GuardedEvaluator(SupervisedEvaluator):

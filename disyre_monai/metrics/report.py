@@ -1,8 +1,4 @@
 """The evaluation report's files (JSON, CSV, figures; all written atomically) and its printed summary.
-
-The evaluator handlers that produce it moved to :mod:`disyre_monai.handlers` (``AnomalyReport``,
-``ThresholdCalibration``); ``calibration_cases`` to :mod:`disyre_monai.data.datalist`. Their old paths here still
-resolve, with a ``FutureWarning``, until 0.4.0.
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from pathlib import Path
 
 from disyre_monai.io import atomic_write, atomic_write_json
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
-from disyre_monai.utils import moved_names
 
 
 def _finite_or_none(value):
@@ -61,8 +56,3 @@ def write_report(result: dict, evaluation: AnomalyEvaluation, output_dir: str | 
                             output_dir / "best_cases.png")
         plot_case_snapshots(worst, f"worst cases by {evaluation.methods[0]} AP ({protocol})",
                             output_dir / "worst_cases.png")
-
-
-__getattr__ = moved_names(__name__, {"AnomalyReport": "disyre_monai.handlers.report",
-                                     "ThresholdCalibration": "disyre_monai.handlers.calibration",
-                                     "calibration_cases": "disyre_monai.data.datalist"})

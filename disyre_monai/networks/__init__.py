@@ -1,12 +1,7 @@
 """Networks: the restoration U-Net that predicts the clean image from (corrupted image, timestep), the denoisers
 of the diffusion baselines (cDDPM, pDDPM, DDPM), the VQ-VAE + latent DDPM of the latent-diffusion method (Pinaya
 et al.), safe loading of weights, and the ONNX export.
-
-Deprecated here: ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers` in 0.3.0 (the old name resolves, with
-a ``FutureWarning``, until 0.4.0).
 """
-
-from disyre_monai.utils import moved_names
 
 from .conditioned import CONDITION_MERGES, ConditionedDiffusionUNet, FiLMResnetBlock, ImageConditionedUNet
 from .latent_diffusion import AUTOENCODER_PRESETS, DIFFUSION_PRESETS, LatentDiffusionModel
@@ -20,5 +15,3 @@ __all__ = [
     "check_state_dict", "export_onnx", "inference_network",
     "load_network_weights",
 ]
-
-__getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers"})

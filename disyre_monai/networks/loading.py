@@ -1,7 +1,4 @@
 """Loading network weights safely (weights-only) with errors that name the file, the parameter and both shapes.
-
-The engine handler ``LoadNetworkWeights`` moved to :mod:`disyre_monai.handlers.network_weights`; its old path here
-still resolves, with a ``FutureWarning``, until 0.4.0.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from collections.abc import Mapping
 import torch
 
 from disyre_monai.io import safe_torch_load
-from disyre_monai.utils import moved_names
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +114,3 @@ def load_encoder_weights(encoder: torch.nn.Module, path: str | os.PathLike) -> t
     encoder.load_state_dict({**state, **head})
     logger.info(f"loaded {len(state)} pretrained encoder tensors from {path} (fc head kept as initialised)")
     return encoder
-
-
-__getattr__ = moved_names(__name__, {"LoadNetworkWeights": "disyre_monai.handlers.network_weights"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Hashable, Mapping
 from typing import NamedTuple
 
@@ -19,13 +18,6 @@ from disyre_monai.transforms.texture import RandForeignPatch
 from disyre_monai.utils import check_number
 
 CORRUPTION_MODES = ("dag", "fpi")
-#: keywords of versions < 0.3.0, accepted for one release: old name -> (part, the part's own name)
-DEPRECATED_KEYWORDS = {
-    **{k: ("shape", k) for k in ("kinds", "size_range", "rotation_range", "sigma_range", "patch_size", "margin",
-                                 "blob_roughness", "foreground_threshold")},
-    "texture_range": ("texture", "alpha_range"), "cache_size": ("texture", "cache_size"),
-    "bias_range": ("bias", "alpha_range"),
-}
 
 
 class Corruption(NamedTuple):
@@ -59,8 +51,6 @@ class RandDisyreCorruption(RandomizableTransform):
         shape: :class:`RandAnomalyShape` or its arguments (e.g. ``{"patch_size": 32, "size_range": (5, 22)}``).
         texture: :class:`RandForeignPatch` or its arguments (e.g. ``{"alpha_range": (0, 1), "cache_size": 512}``).
         bias: :class:`RandIntensityBias` or its arguments (e.g. ``{"alpha_range": (0, 1)}``); unused in "fpi".
-        deprecated: the flat keywords of versions < 0.3.0 (``size_range``, ``patch_size``, ``texture_range``,
-            ...; see :data:`DEPRECATED_KEYWORDS`), moved into the part they belong to with a warning.
 
     Example:
         >>> t = RandDisyreCorruption(shape={"patch_size": 32, "size_range": (5, 22)}); t.set_random_state(0)
@@ -79,10 +69,8 @@ class RandDisyreCorruption(RandomizableTransform):
         shape: RandAnomalyShape | Mapping | None = None,
         texture: RandForeignPatch | Mapping | None = None,
         bias: RandIntensityBias | Mapping | None = None,
-        **deprecated,
     ) -> None:
         name = type(self).__name__
-        shape, texture, bias = _move_deprecated(name, deprecated, {"shape": shape, "texture": texture, "bias": bias})
         RandomizableTransform.__init__(self, check_number(name, "p_anomaly", p_anomaly, 0, 1))
         self.mode = look_up_option(mode, CORRUPTION_MODES)
         self.scheduler = scheduler or DisyreScheduler()
@@ -129,22 +117,6 @@ class RandDisyreCorruption(RandomizableTransform):
     ) -> NdarrayOrTensor:
         """Return the corrupted image only (see :meth:`corrupt` for mask, severity and timestep)."""
         return convert_to_dst_type(self.corrupt(img, mask, randomize).image, img)[0]
-
-
-def _move_deprecated(owner: str, deprecated: Mapping, parts: dict) -> tuple:
-    """Move the flat keywords of versions < 0.3.0 into the dicts of ``parts`` (shape, texture, bias)."""
-    unknown = sorted(set(deprecated) - set(DEPRECATED_KEYWORDS))
-    if unknown:
-        raise TypeError(f"{owner}: unexpected keyword arguments {unknown}; give the parts' own arguments as "
-                        "shape={...}, texture={...}, bias={...}.")
-    for old, value in deprecated.items():
-        part, new = DEPRECATED_KEYWORDS[old]
-        if parts[part] is not None and not isinstance(parts[part], Mapping):
-            raise ValueError(f"{owner}: {old} cannot be combined with a {part} transform; set it on that transform.")
-        parts[part] = {**(parts[part] or {}), new: value}
-        warnings.warn(f"{owner}: {old}=... is deprecated and will be removed in 0.4.0; use {part}={{{new!r}: ...}}.",
-                      FutureWarning, stacklevel=3)
-    return parts["shape"], parts["texture"], parts["bias"]
 
 
 def _part(owner: str, name: str, cls: type, value, inherited: Mapping | None = None):

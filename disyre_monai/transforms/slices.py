@@ -1,7 +1,4 @@
 """Volume-to-slice transforms of the training pipeline.
-
-``EnsureBrainMaskd`` moved to :mod:`disyre_monai.transforms.validation` (the input checks); its old path here
-still resolves, with a ``FutureWarning``, until 0.4.0.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from monai.data import MetaTensor, get_track_meta
 from monai.transforms import MapTransform, Randomizable, SpatialCrop, SpatialPad
 from monai.utils import convert_to_tensor, fall_back_tuple
 
-from disyre_monai.utils import check_int, check_number, moved_names, source_name
+from disyre_monai.utils import check_int, check_number, source_name
 
 
 class RandSlicesd(Randomizable, MapTransform):
@@ -158,6 +155,3 @@ class CropToMaskd(MapTransform):
 
 
 CropToMaskD = CropToMaskDict = CropToMaskd
-
-__getattr__ = moved_names(__name__, dict.fromkeys(["EnsureBrainMaskd", "EnsureBrainMaskD", "EnsureBrainMaskDict"],
-                                                  "disyre_monai.transforms.validation"))

@@ -84,6 +84,14 @@ def test_metadata_is_valid_against_schema_offline():
     assert metadata["version"] in metadata["changelog"]
 
 
+def test_changelog_is_one_line_per_release_with_the_detail_in_docs():
+    changelog = json.loads((CONFIGS / "metadata.json").read_text())["changelog"]
+    detail = (REPO / "docs" / "changelog.md").read_text(encoding="utf-8")
+    for version, line in changelog.items():
+        assert len(line) <= 200 and "\n" not in line, version
+        assert f"\n## {version}\n" in detail, f"docs/changelog.md has no section for {version}"
+
+
 def test_shipped_card_is_the_one_training_writes_for_the_demo_weights():
     """metadata.json's model space card describes the data the demo weights were trained on: what train.json's
     ``model_space`` measures from the embedded demo data, with the template shipped in the bundle."""

@@ -265,13 +265,6 @@ def test_randomize_false_reapplies_the_previous_draw(brain2d):
     assert np.array_equal(t(brain2d, randomize=False), first.image)
 
 
-def test_flat_keywords_of_0_2_are_moved_into_the_parts_with_a_warning(brain2d):
-    with pytest.warns(FutureWarning, match=r"size_range=\.\.\. is deprecated .* shape=\{'size_range'"):
-        old = RandDisyreCorruption(size_range=(5, 22), patch_size=32, texture_range=(0.2, 0.4), bias_range=(0, 0.5))
-    new = RandDisyreCorruption(shape={"size_range": (5, 22), "patch_size": 32}, texture={"alpha_range": (0.2, 0.4)},
-                               bias={"alpha_range": (0, 0.5)})
-    assert old.shaper.size_range == (5, 22) and old.texture.alpha_range == (0.2, 0.4) and old.texture.patch_size == 32
-    old.set_random_state(1), new.set_random_state(1)
-    assert np.array_equal(old.corrupt(brain2d).image, new.corrupt(brain2d).image)
-    with pytest.raises(TypeError, match="unexpected keyword arguments \\['alpha_range'\\]"):
-        RandDisyreCorruption(alpha_range=(0, 1))
+def test_the_flat_keywords_of_0_2_are_refused_naming_the_keyword():
+    with pytest.raises(TypeError, match="size_range"):
+        RandDisyreCorruption(size_range=(5, 22))
