@@ -2,7 +2,7 @@
 package as ``disyre_monai/bundle/``, so that a wheel installed without a checkout carries it.
 
 Metadata and dependencies are in ``setup.cfg``; the repository keeps ``bundle/`` at its top level (the product
-card's layout). ``disyre_monai.bundle_files.bundle_root()`` finds the packaged copy, or ``bundle/`` of a checkout
+card's layout). ``disyre_monai.commands.bundle.locate_bundle()`` finds the packaged copy, or ``bundle/`` of a checkout
 (editable install); ``disyre-monai bundle DIR`` writes a copy for ``python -m monai.bundle run``.
 """
 

@@ -18,8 +18,9 @@ pip install -q "$work"/dist/disyre_monai-*.whl
 echo "wheel built and installed: $((SECONDS - start)) s"
 mkdir "$work/elsewhere" && cd "$work/elsewhere"
 python - <<'PY'
-import disyre_monai, disyre_monai.bundle_files as b
-root = b.bundle_root()
+import disyre_monai
+from disyre_monai.commands.bundle import locate_bundle
+root = locate_bundle()
 assert "site-packages" in str(root), f"the bundle must come from the installed wheel, not a checkout: {root}"
 assert "site-packages" in disyre_monai.__file__, disyre_monai.__file__
 print(f"bundle in the installed package: {root}")
@@ -56,10 +57,17 @@ assert pydicom.dcmread(seg).Modality == "SEG" and len(overlay) == 91, (seg, len(
 assert list(Path("dicom_out").glob("series1_*_anomaly_map.nii.gz")), "no NIfTI map of the DICOM series"
 print(f"DICOM series in, SEG + {len(overlay)}-image overlay series out: {seg.name}")
 PY
-# The commands that read the bundle, run from the wheel (0.3.1 looked for it where only a checkout keeps it).
+# The commands that read the bundle, run from the wheel (0.3.1 looked for it where only a checkout keeps it), and
+# the MONAI Label command's help (the server module imports without the extra).
 disyre-monai validate dicom_in
 disyre-monai evaluate maps --output_dir report --progress False
 test -s report/metrics.json
+PAGER=cat disyre-monai label --help >/dev/null
+# A user's mistake ends in one line (exit status 2), not a traceback.
+if disyre-monai evaluate no_such_maps 2>mistake.txt; then echo "evaluate accepted a missing folder"; exit 1; fi
+if [ "$(wc -l <mistake.txt)" -ne 1 ] || ! grep -q "disyre-monai evaluate: FileNotFoundError" mistake.txt; then
+    cat mistake.txt; echo "a missing maps folder must end in one line"; exit 1
+fi
 # A site calibration of the copied bundle's weights on a healthy demo brain, which its inference then uses.
 mkdir healthy
 python -c "

@@ -250,7 +250,8 @@ def released_vs_default(window: int | None, overrides: dict) -> None:
 
 def onnx_vs_torch(overrides: dict) -> None:
     """ONNX Runtime against PyTorch on CPU, same inferer and volumes (see module docs)."""
-    from disyre_monai.networks import OnnxNetwork, export_onnx
+    from disyre_monai.commands.export_onnx import export_onnx
+    from disyre_monai.networks import OnnxNetwork
 
     parser = load_config({**overrides, "device": "cpu"})
     network = load_network(parser)

@@ -1,6 +1,6 @@
 """Seconds per step of on-the-fly preprocessing, scoring and the way back, for the raw-looking 1 mm demo case.
 
-Builds the raw case (``disyre_monai.data.raw_case``: the demo test subject's full head, lesion, rigid transform,
+Builds the raw case (``disyre_monai.synthetic.raw_case``: the demo test subject's full head, lesion, rigid transform,
 LPS, 1 mm, bias field), then runs the bundle's steps with the shipped demo weights and model space card, timing
 each: load, reorient + resample to the model spacing, skull stripping, affine registration to the model's
 template (+ resampling onto the model grid), scoring (DisyreInferer, mean single-step, 4 steps), inverse (anomaly
@@ -55,7 +55,6 @@ def main() -> None:
     parser.add_argument("--brain_mask", default=None, help="brain mask of --head (e.g. ch2bet.nii.gz)")
     args = parser.parse_args()
 
-    from disyre_monai.data.raw_case import build_raw_case
     from disyre_monai.inferers import DisyreInferer
     from disyre_monai.networks import DisyreUNet
     from disyre_monai.networks.loading import load_network_weights
@@ -68,6 +67,7 @@ def main() -> None:
     from disyre_monai.preprocess.templates import load_template
     from disyre_monai.preprocess.volumes import affine_of, load_volume, spatial_array
     from disyre_monai.schedulers import DisyreScheduler
+    from disyre_monai.synthetic.raw_case import build_raw_case
     from disyre_monai.transforms import ScaleByPercentile
 
     if args.threads:

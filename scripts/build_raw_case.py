@@ -5,7 +5,7 @@ Writes, for each variant (1 mm isotropic; 0.9 x 0.9 x 5 mm thick slices), ``<out
 (LPS, int16, full head, lesion, bias field, noise, moved by a known rigid transform), its true ``brainmask.nii.gz``
 and ``label.nii.gz``, ``case.json`` (the transform and every setting), and once ``<out>/model_space/`` (the same
 case preprocessed by hand: skull-stripped, on the model's 2 mm MNI grid, scaled like the demo data). See
-``disyre_monai.data.raw_case`` for the recipe. The default source is the demo test subject's full head, shipped
+``disyre_monai.synthetic.raw_case`` for the recipe. The default source is the demo test subject's full head, shipped
 with the package (no download). Colin27's 1 mm head works too (``apt-get install mricron-data``)::
 
     python scripts/build_raw_case.py --out runs/raw_case
@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from disyre_monai.data.raw_case import ORIENTATIONS, VARIANTS, build_raw_case
+from disyre_monai.synthetic.raw_case import ORIENTATIONS, VARIANTS, build_raw_case
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 """Generalisation check on a brain the model never trained on: simulated lesions in the healthy validation subject.
 
 The demo's validation subject (Colin27) is never used for training. This script inserts seeded lesions of
-several kinds into it with :func:`disyre_monai.data.lesions.simulate_lesion` (one lesion per case), writes a
+several kinds into it with :func:`disyre_monai.synthetic.lesions.simulate_lesion` (one lesion per case), writes a
 datalist whose ``test`` split holds those cases (and whose ``training`` split is the demo training brains,
 for the normative baseline), then scores a model on it with the bundle's own evaluation command under
 protocol ``exact`` and prints AP, best Dice and AUROC per method, overall and per lesion kind.
@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.data.lesions import simulate_lesion
+from disyre_monai.synthetic.lesions import simulate_lesion
 
 # kind -> (seeds, simulate_lesion settings), on the demo's 2 mm grid (1 voxel = 2 mm).
 LESION_KINDS = {

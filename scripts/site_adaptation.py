@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from disyre_monai.data.demo import demo_datalist, demo_root  # noqa: E402
-from disyre_monai.data.lesions import simulate_lesion  # noqa: E402
+from disyre_monai.synthetic.lesions import simulate_lesion  # noqa: E402
 
 SITE_SEED = 2026
 #: extra lesions on the test subject, (seed, simulate_lesion settings): one tumour, one stroke, one MS-like.
@@ -132,7 +132,7 @@ def score_maps(model: Path, datalist: Path, out: Path) -> list[Path]:
     """Anomaly maps of the datalist's ``test`` cases by the bundle's inference (as ``monai.bundle run inference``)."""
     from monai.utils import set_determinism
 
-    from disyre_monai.config import bundle_parser
+    from disyre_monai.commands.bundle import bundle_parser
 
     parser = bundle_parser(None, owner="site_adaptation", dataset_dir=None, datalist=str(datalist), split="test",
                            output_dir=str(out), overwrite=True, progress=False, model_path=str(model))
@@ -164,7 +164,7 @@ def lesion_metrics(maps: list[Path], datalist: Path, threshold: float) -> dict[s
 
 def calibrate(model: Path, datalist: Path, out: Path, fpr: float) -> float:
     """The threshold at ``fpr`` on the datalist's healthy (``training``) scans, as ``disyre-monai calibrate``."""
-    from disyre_monai.metrics.calibrate import calibrate_site
+    from disyre_monai.commands.calibrate import calibrate_site
 
     card = calibrate_site(str(datalist.parent), fpr=fpr, model_path=str(model), output=str(out / "calibration.json"),
                           datalist=str(datalist), split="training", progress=False)
@@ -205,7 +205,7 @@ def finetune(datalist: Path, seed: int, steps: int, out: Path, every: int,
 
 def run_check(name: str, datalist: Path, args: argparse.Namespace, out: Path) -> dict:
     """Before / calibration only / fine-tuning only / both for one check, every seed; AP against steps (and scans)."""
-    from disyre_monai.config import bundle_parser
+    from disyre_monai.commands.bundle import bundle_parser
 
     shipped = REPO / "bundle" / "models" / "model.pt"
     default = float(bundle_parser(None).get("default_threshold"))

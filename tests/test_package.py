@@ -1,7 +1,9 @@
-"""The package's shape: an import graph without cycles, modules that import without deprecation warnings."""
+"""The package's shape: the README's house of imports (floors) holds every module and every import, the import
+graph has no cycles, modules import without deprecation warnings."""
 
 import ast
 import importlib
+import re
 import warnings
 from pathlib import Path
 
@@ -104,3 +106,47 @@ def test_every_module_imports_without_deprecation_warnings():
         for name in _modules():
             if not name.startswith("disyre_monai.apps"):  # the MONAI Label extra may be absent
                 importlib.import_module(name)
+
+
+def _floors() -> tuple[dict[str, int], set[str]]:
+    """The README code map's table: top-level package (``""`` for the top-level modules) -> floor, and the modules
+    it lists (paths relative to ``disyre_monai/``)."""
+    section = (PACKAGE.parent / "README.md").read_text(encoding="utf-8").split("## Code map", 1)[1]
+    floors, listed = {}, set()
+    rows = re.findall(r"^\| (\d) \| (\(top level\)|`\w+/`) \| [^|]+ \| (.+) \|$", section, re.M)
+    for floor, package, modules in rows:
+        floors["" if package == "(top level)" else package.strip("`/")] = int(floor)
+        listed |= set(re.findall(r"`([\w/]+\.py)`", modules))
+    return floors, listed
+
+
+def _floor_of(module: str, floors: dict[str, int]) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:  # the package's own __init__: it imports the stages for users, and nothing imports it back
+        return max(floors.values()) + 1
+    return floors[parts[1]] if parts[1] in floors else floors[""]
+
+
+def test_the_readme_code_map_lists_every_module_of_the_package():
+    _, listed = _floors()
+    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if p.name != "__init__.py" and p.relative_to(PACKAGE).parts[0] != "bundle"}
+    assert listed == modules, {"missing from the README": sorted(modules - listed),
+                               "not in the package": sorted(listed - modules)}
+
+
+def test_no_import_runs_up_the_house():
+    floors, _ = _floors()
+    assert floors[""] == 0 and floors["commands"] == floors["apps"] == max(floors.values())
+    modules = _modules()
+    upward = sorted(f"{name} (floor {_floor_of(name, floors)}) imports {target} (floor {_floor_of(target, floors)})"
+                    for name, path in modules.items() if name != "disyre_monai"
+                    for target in _imports(name, path, modules) if target != "disyre_monai"
+                    and _floor_of(target, floors) > _floor_of(name, floors))
+    assert upward == []
+
+
+def test_the_floor_check_sees_an_upward_import():
+    floors, _ = _floors()
+    assert _floor_of("disyre_monai.metrics.report", floors) < _floor_of("disyre_monai.visualize.overlay", floors)
+    assert _floor_of("disyre_monai.io", floors) == 0 < _floor_of("disyre_monai.commands.cli", floors)

@@ -60,8 +60,8 @@ def test_readme_code_map_names_existing_modules_objects_and_config_ids():
     for key in ("data", "dataset", "evaluator", "postprocessing", "preprocessing"):
         assert key in infer
     packages = [importlib.import_module(f"disyre_monai.{p}") for p in
-                ("config", "data", "dicom", "engines", "failures", "handlers", "inferers", "io", "metrics", "networks",
-                 "schedulers", "transforms", "visualize")]
+                ("commands.bundle", "data", "dicom", "engines", "failures", "handlers", "inferers", "io", "metrics",
+                 "networks", "schedulers", "synthetic", "transforms", "visualize", "visualize.report_figures")]
     known = {n for module in (*packages, monai.transforms, monai.engines) for n in dir(module)}
     known |= set(dir(importlib.import_module("disyre_monai.metrics.report")))
     known |= {*train, *infer, *importlib.import_module("disyre_monai.inferers").INFERENCE_METHODS}  # config keys

@@ -14,6 +14,7 @@ from disyre_monai.inferers.baselines import ZScoreInferer
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import Protocol
 from disyre_monai.metrics.report import summary_lines, write_report
+from disyre_monai.visualize.report_figures import write_report_figures
 
 
 class AnomalyReport(CaseCollector):
@@ -61,6 +62,7 @@ class AnomalyReport(CaseCollector):
             raise RuntimeError("AnomalyReport: no case was evaluated.")
         result = self.evaluation.result()
         write_report(result, self.evaluation, self.output_dir)
+        write_report_figures(result, self.evaluation, self.output_dir)
         print("\n".join(summary_lines(result["summary"])), flush=True)
         if engine is not None:
             for method, values in result["summary"]["methods"].items():

@@ -1,5 +1,5 @@
-"""The evaluation report's files (JSON, CSV, figures; all written atomically) and its printed summary.
-"""
+"""The evaluation report's files (JSON, CSV; written atomically) and its printed summary; its figures are drawn by
+:func:`disyre_monai.visualize.report_figures.write_report_figures`."""
 
 from __future__ import annotations
 
@@ -34,9 +34,7 @@ def summary_lines(summary: dict) -> list[str]:
 
 
 def write_report(result: dict, evaluation: AnomalyEvaluation, output_dir: str | Path) -> None:
-    """Write ``metrics.json``, ``per_case.csv`` and the figures of an evaluation result into ``output_dir``."""
-    from disyre_monai.visualize.report_figures import plot_case_snapshots, plot_curves, plot_lesion_sizes
-
+    """Write ``metrics.json`` and ``per_case.csv`` of an evaluation result into ``output_dir``."""
     output_dir = Path(output_dir)
     summary = _finite_or_none(result["summary"])
     atomic_write_json(output_dir / "metrics.json", summary)
@@ -45,14 +43,3 @@ def write_report(result: dict, evaluation: AnomalyEvaluation, output_dir: str | 
     writer.writeheader()
     writer.writerows(result["cases"])
     atomic_write(output_dir / "per_case.csv", lambda f: f.write(buffer.getvalue()), binary=False)
-    protocol = summary["protocol"]
-    plot_curves(evaluation.curves(), protocol, output_dir / "pr_curve.png", output_dir / "roc_curve.png")
-    breakdown = {m: v["lesion_size"] for m, v in summary["methods"].items() if v["lesion_size"]}
-    if breakdown:
-        plot_lesion_sizes(breakdown, protocol, output_dir / "lesion_size.png")
-    best, worst = evaluation.best_and_worst()
-    if best:
-        plot_case_snapshots(best, f"best cases by {evaluation.methods[0]} AP ({protocol})",
-                            output_dir / "best_cases.png")
-        plot_case_snapshots(worst, f"worst cases by {evaluation.methods[0]} AP ({protocol})",
-                            output_dir / "worst_cases.png")

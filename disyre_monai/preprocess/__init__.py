@@ -5,7 +5,6 @@ from .atlas_mask import atlas_brain_mask
 from .bias_field import n4_bias_correction
 from .case import PreprocessedCase, load_case, preprocess_case, preprocess_volumes
 from .crop_pad import crop_or_pad, crop_pad_window
-from .dataset import preprocess_command, preprocess_dataset
 from .model_space import RestoreInputGridd, SaveSpaceRecordd, ToModelSpaced, to_input_grid
 from .register import register_affine, resample_onto, resample_to_template, transform_matrix
 from .reorient import reorient_to_ras
@@ -51,8 +50,6 @@ __all__ = [
     "load_volume",
     "n4_bias_correction",
     "preprocess_case",
-    "preprocess_command",
-    "preprocess_dataset",
     "preprocess_volumes",
     "register_affine",
     "resample_onto",

@@ -7,16 +7,38 @@ display and no backend choice, and they are freed with the last reference.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from disyre_monai.io import atomic_savefig
+from disyre_monai.metrics.curve import RankCurve
+from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.visualize.overlay import draw_overlay
 
-if TYPE_CHECKING:  # annotations only: importing metrics here would close a metrics <-> visualize cycle
-    from disyre_monai.metrics.curve import RankCurve
+
+def write_report_figures(result: dict, evaluation: AnomalyEvaluation, output_dir: str | Path) -> None:
+    """The figures of an evaluation result into ``output_dir``: ``pr_curve.png``, ``roc_curve.png``,
+    ``lesion_size.png`` (when lesions were sized) and ``best_cases.png`` / ``worst_cases.png``.
+
+    Args:
+        result: :meth:`AnomalyEvaluation.result` of ``evaluation``.
+        evaluation: the evaluation (its curves and case snapshots).
+        output_dir: the report folder.
+    """
+    output_dir = Path(output_dir)
+    summary = result["summary"]
+    protocol = summary["protocol"]
+    plot_curves(evaluation.curves(), protocol, output_dir / "pr_curve.png", output_dir / "roc_curve.png")
+    breakdown = {m: v["lesion_size"] for m, v in summary["methods"].items() if v["lesion_size"]}
+    if breakdown:
+        plot_lesion_sizes(breakdown, protocol, output_dir / "lesion_size.png")
+    best, worst = evaluation.best_and_worst()
+    if best:
+        plot_case_snapshots(best, f"best cases by {evaluation.methods[0]} AP ({protocol})",
+                            output_dir / "best_cases.png")
+        plot_case_snapshots(worst, f"worst cases by {evaluation.methods[0]} AP ({protocol})",
+                            output_dir / "worst_cases.png")
 
 
 def plot_curves(curves: dict[str, RankCurve], protocol: str, path_pr: Path, path_roc: Path) -> None:
@@ -59,8 +81,8 @@ def plot_lesion_sizes(breakdown: dict[str, list[dict]], protocol: str, path: Pat
     width = 0.8 / max(len(breakdown), 1)
     for i, (method, rows) in enumerate(breakdown.items()):
         by_bin = {row["lesion_volume"]: row for row in rows}
-        values = [by_bin[b]["average_precision"] if b in by_bin and by_bin[b]["average_precision"] is not None
-                  else 0.0 for b in bins]
+        values = [by_bin[b]["average_precision"] if b in by_bin else None for b in bins]
+        values = [v if v is not None and np.isfinite(v) else 0.0 for v in values]  # undefined AP: an empty bar
         bars = ax.bar(np.arange(len(bins)) + i * width, values, width, label=method)
         if i == 0:
             for bar, b in zip(bars, bins):

@@ -23,7 +23,7 @@ from requests_toolbelt.multipart.decoder import MultipartDecoder  # noqa: E402
 
 from disyre_monai.apps.monailabel.infer import DisyreInferTask  # noqa: E402
 from disyre_monai.apps.monailabel.server import prepare_app, serve_in_background  # noqa: E402
-from disyre_monai.data.raw_case import build_raw_case  # noqa: E402
+from disyre_monai.synthetic.raw_case import build_raw_case  # noqa: E402
 from tests.apps.conftest import BUNDLE  # noqa: E402
 from tests.apps.test_monailabel_server import _nifti  # noqa: E402
 

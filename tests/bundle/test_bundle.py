@@ -134,6 +134,7 @@ def test_a_copied_bundle_finds_its_own_weights_from_any_working_directory(tmp_pa
     copy = tmp_path / "somewhere" / "my_bundle"
     shutil.copytree(REPO / "bundle", copy)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISYRE_BUNDLE", str(REPO / "bundle"))  # the running configs' own folder wins over it
     for configs in ([str(copy / "configs" / "inference.json")],
                     [str(copy / "configs" / "inference.json"), str(copy / "configs" / "evaluate.json")]):
         workflow = ConfigWorkflow(config_file=configs, workflow_type="infer", logging_file=False)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from disyre_monai.commands.evaluate import evaluate_maps
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.metrics.evaluate import evaluate_maps
 from disyre_monai.networks import DisyreUNet
 
 REPO = Path(__file__).resolve().parents[2]

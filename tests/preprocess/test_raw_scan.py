@@ -35,7 +35,6 @@ import torch
 from monai.transforms import LoadImaged
 from sklearn.metrics import average_precision_score
 
-from disyre_monai.data.raw_case import build_raw_case
 from disyre_monai.inferers import DisyreInferer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.networks.loading import load_network_weights
@@ -54,6 +53,7 @@ from disyre_monai.preprocess import (
 )
 from disyre_monai.preprocess.volumes import affine_of, spatial_array
 from disyre_monai.schedulers import DisyreScheduler
+from disyre_monai.synthetic.raw_case import build_raw_case
 from disyre_monai.transforms import EnsureBrainMaskd, ScaleByPercentile, ScaleByPercentiled
 
 pytestmark = pytest.mark.skipif(

@@ -8,10 +8,10 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from disyre_monai.commands.preprocess import preprocess_dataset
 from disyre_monai.preprocess import (
     load_volume,
     n4_bias_correction,
-    preprocess_dataset,
     register_affine,
     resample_to_template,
     transform_matrix,

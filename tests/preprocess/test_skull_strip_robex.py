@@ -11,7 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from disyre_monai.preprocess import preprocess_dataset, reorient_to_ras, resample_to_spacing, robex_brain_mask
+from disyre_monai.commands.preprocess import preprocess_dataset
+from disyre_monai.preprocess import reorient_to_ras, resample_to_spacing, robex_brain_mask
 from disyre_monai.preprocess.volumes import load_volume, spatial_array
 from tests.preprocess.synthetic import write_dataset
 

@@ -67,7 +67,7 @@ def test_handled_input_gives_a_finite_map(name, handled_cases, preprocessing):
 
 
 def test_anisotropic_and_oblique_inputs_warn(handled_cases, preprocessing, caplog):
-    with caplog.at_level(logging.WARNING, logger="disyre_monai.data.validation"):
+    with caplog.at_level(logging.WARNING, logger="disyre_monai.commands.validate"):
         preprocessing(dict(handled_cases["anisotropic voxels (1 x 1 x 6 mm)"]))
         preprocessing(dict(handled_cases["oblique affine (20 degrees)"]))
     text = caplog.text
@@ -149,7 +149,7 @@ def test_validate_command_lists_every_bad_case_and_exits_nonzero(tmp_path, bad_c
     import subprocess
     import sys
 
-    from disyre_monai.data.validation import validate_dataset
+    from disyre_monai.commands.validate import validate_dataset
 
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"test": list(bad_cases.values()), "training": list(handled_cases.values())}))
@@ -161,8 +161,9 @@ def test_validate_command_lists_every_bad_case_and_exits_nonzero(tmp_path, bad_c
     clean.mkdir()
     bad_inputs.good_case(clean)
     assert validate_dataset(str(clean))["num_failed"] == 0
-    done = subprocess.run([sys.executable, "-m", "disyre_monai.cli", "validate", str(datalist), "--split", "test"],
-                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "disyre_monai.commands.cli", "validate", str(datalist), "--split",
+                           "test"], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 1 and f"validate: 0 of {len(bad_cases)} case(s) passed" in done.stdout
 
 

@@ -51,8 +51,8 @@ class DisyreCalibrationTask(ScoringMethod):
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
         from disyre_monai.apps.monailabel.infer import preprocess_setting, skull_strip_setting
-        from disyre_monai.config import bundle_parser
-        from disyre_monai.metrics.calibrate import calibrate_site
+        from disyre_monai.commands.bundle import bundle_parser
+        from disyre_monai.commands.calibrate import calibrate_site
 
         try:
             weights = weights_path(self.bundle_path, request.get("weights_name") or None)

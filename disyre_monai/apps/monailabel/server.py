@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from disyre_monai import config
+from disyre_monai.commands.bundle import REQUIRED, locate_bundle
 from disyre_monai.io import atomic_write
 
 #: the app folder's ``main.py``: MONAI Label loads the ``MONAILabelApp`` subclass it finds there.
@@ -31,21 +31,8 @@ from disyre_monai.apps.monailabel.app import DisyreLabelApp  # noqa: F401
 '''
 #: parts of the bundle copied into the app folder (configs are refreshed at every start; weights are kept).
 BUNDLE_PARTS = ("configs", "docs", "LICENSE")
-#: files of the bundle the server needs.
-SERVED_FILES = ("configs/inference.json", "configs/train.json", "configs/metadata.json", "models/model.pt")
 ASGI_APP = "disyre_monai.apps.monailabel.asgi:app"
 APP_FOLDER_NAME = ".disyre-monai-label"
-
-
-def find_bundle(bundle_dir: str | os.PathLike | None = None) -> Path:
-    """The bundle to serve: ``bundle_dir``, else ``$DISYRE_BUNDLE``, else ``bundle/`` of this source checkout
-    (see :func:`disyre_monai.config.find_bundle`).
-
-    Raises:
-        FileNotFoundError: when the folder lacks ``configs/inference.json``, ``configs/train.json``,
-            ``configs/metadata.json`` or ``models/model.pt``, naming what is missing and where it looked.
-    """
-    return config.find_bundle(bundle_dir, SERVED_FILES)
 
 
 def _copy_file(source: Path, destination: Path) -> None:
@@ -63,7 +50,7 @@ def prepare_app(app_dir: str | os.PathLike, bundle_dir: str | os.PathLike | None
 
     Args:
         app_dir: the app folder (created).
-        bundle_dir: the bundle to serve (see :func:`find_bundle`).
+        bundle_dir: the bundle to serve (see :func:`~disyre_monai.commands.bundle.locate_bundle`).
         reset_model: put the bundle's weights back, discarding fine-tuned ones (earlier runs stay in
             ``model/disyre/train_runs/``).
 
@@ -72,7 +59,7 @@ def prepare_app(app_dir: str | os.PathLike, bundle_dir: str | os.PathLike | None
     """
     from disyre_monai.apps.monailabel.app import BUNDLE_SUBDIR  # imports MONAI Label: a missing extra fails here
 
-    source = find_bundle(bundle_dir)
+    source = locate_bundle(bundle_dir, REQUIRED)
     app = Path(app_dir).resolve()
     target = app / BUNDLE_SUBDIR
     for part in BUNDLE_PARTS:
@@ -122,7 +109,8 @@ def start_server(
             ``http://pacs:8042/dicom-web``; its MR series are listed, read as DICOM, see docs/pacs.md).
         app_dir: writable app folder with the served bundle copy and logs (default:
             ``<studies>/.disyre-monai-label``).
-        bundle_dir: bundle to serve (default: ``$DISYRE_BUNDLE`` or the source checkout's ``bundle/``).
+        bundle_dir: bundle to serve (default: ``$DISYRE_BUNDLE`` or the bundle shipped with the package; see
+            :func:`~disyre_monai.commands.bundle.locate_bundle`).
         host: address to bind; the default 127.0.0.1 only accepts connections from this computer (use
             0.0.0.0 to serve other machines, behind your own access control).
         port: TCP port.
@@ -226,7 +214,7 @@ def serve_in_background(
     folder = Path(app_dir) if app_dir else default_app_dir(str(studies))
     log = Path(log_file) if log_file else folder / "logs" / f"server_{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "disyre_monai.cli", "label", "--studies", str(studies), "--port", str(port)]
+    cmd = [sys.executable, "-m", "disyre_monai.commands.cli", "label", "--studies", str(studies), "--port", str(port)]
     if app_dir:
         cmd += ["--app_dir", str(app_dir)]
     cmd += list(extra_args)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from disyre_monai.config import bundle_preprocessing
+from disyre_monai.commands.bundle import bundle_preprocessing
 from disyre_monai.data.datalist import load_datalist, missing_split_reason
 from disyre_monai.engines.outputs import case_outputs
 from disyre_monai.failures import FailureReport
@@ -27,6 +27,7 @@ from disyre_monai.metrics.protocols import look_up_protocol
 from disyre_monai.metrics.report import summary_lines, write_report
 from disyre_monai.metrics.thresholds import calibrate_thresholds
 from disyre_monai.transforms.validation import check_same_grid
+from disyre_monai.visualize.report_figures import write_report_figures
 
 #: baselines computed from the images themselves
 BASELINES = ("zscore", "normative")
@@ -163,7 +164,7 @@ def evaluate_maps(maps_dir: str | Sequence[str] | Mapping[str, str], output_dir:
         seed: seed of the protocol's voxel subsampling.
         progress: show progress bars.
         bundle_dir: the bundle whose loading transforms are used (default: see
-            :func:`~disyre_monai.config.find_bundle`).
+            :func:`~disyre_monai.commands.bundle.locate_bundle`).
 
     Returns:
         the result dict (``summary``, ``cases``, ``failures``); failed cases are skipped and listed in
@@ -206,6 +207,7 @@ def evaluate_maps(maps_dir: str | Sequence[str] | Mapping[str, str], output_dir:
         raise RuntimeError(f"evaluate_maps: every case failed ({len(failures)}); see {out / 'failures.json'}.")
     result = evaluation.result()
     write_report(result, evaluation, out)
+    write_report_figures(result, evaluation, out)
     print("\n".join(summary_lines(result["summary"])), flush=True)
     result["failures"] = failures.finish()["failures"]
     return result

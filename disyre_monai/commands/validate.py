@@ -1,5 +1,5 @@
 """``disyre-monai validate``: check every case of a datalist or folder as the bundle would load it (the bundle's own
-loading transforms, see :func:`disyre_monai.config.bundle_preprocessing`).
+loading transforms, see :func:`disyre_monai.commands.bundle.bundle_preprocessing`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from disyre_monai.config import bundle_preprocessing
+from disyre_monai.commands.bundle import bundle_preprocessing
 from disyre_monai.data.datalist import load_datalist
 from disyre_monai.failures import FailureReport
 from disyre_monai.transforms import validation as checks
@@ -40,7 +40,7 @@ def validate_dataset(
         max_voxels, nonfinite: as in :class:`~disyre_monai.transforms.ValidateImaged`.
         dataset_dir: root of the datalist's relative paths (default: the datalist's folder).
         bundle_dir: the bundle whose loading transforms are used (default: see
-            :func:`~disyre_monai.config.find_bundle`).
+            :func:`~disyre_monai.commands.bundle.locate_bundle`).
 
     Returns:
         the report; raises ``SystemExit(1)`` after printing it when a case failed.

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from disyre_monai.config import bundle_parser
+from disyre_monai.commands.bundle import bundle_parser
 from disyre_monai.metrics.protocols import look_up_protocol
 from disyre_monai.metrics.site_calibration import card_path, write_calibration
 from disyre_monai.utils import check_number

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from disyre_monai.data.raw_case import build_raw_case
+from disyre_monai.synthetic.raw_case import build_raw_case
 
 
 def _digest(path) -> str:

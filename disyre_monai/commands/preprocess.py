@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from disyre_monai import __version__
+from disyre_monai._version import __version__
 from disyre_monai.data.datalist import load_datalist, resolve_paths
 from disyre_monai.failures import FailureReport, failure_record
 from disyre_monai.io import atomic_write_json, image_stem

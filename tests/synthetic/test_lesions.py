@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from disyre_monai.data.lesions import simulate_lesion
+from disyre_monai.synthetic.lesions import simulate_lesion
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from disyre_monai.metrics.evaluate import evaluate_maps, parse_maps
+from disyre_monai.commands.evaluate import evaluate_maps, parse_maps
 from tests.helpers import synthetic_brain
 
 
@@ -62,7 +62,7 @@ def test_a_bad_case_is_reported_and_the_others_are_scored(tmp_path):
     by_case = {Path(f["case"]).name: f for f in report["failures"]}
     assert "case2_anomaly_map" in by_case["case2.nii.gz"]["error"] and by_case["case2.nii.gz"]["stage"] == "load"
     assert "map file" in by_case["case1.nii.gz"]["error"] and by_case["case1.nii.gz"]["transform"] == "CheckImageFilesd"
-    command = [sys.executable, "-m", "disyre_monai.cli", "evaluate", str(maps), "--datalist",
+    command = [sys.executable, "-m", "disyre_monai.commands.cli", "evaluate", str(maps), "--datalist",
                str(tmp_path / "datalist.json"), "--output_dir", str(tmp_path / "cli"), "--progress", "False"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 1 and "2 case(s) failed" in finished.stdout
@@ -92,7 +92,7 @@ def test_the_scans_are_checked_by_the_bundle_loading_transforms(tmp_path):
 def test_the_loading_transforms_come_from_the_given_bundle(tmp_path):
     import shutil
 
-    from disyre_monai.config import bundle_preprocessing
+    from disyre_monai.commands.bundle import bundle_preprocessing
 
     maps = _dataset(tmp_path, n=1)
     bundle = tmp_path / "bundle"
@@ -157,7 +157,7 @@ def test_several_methods_in_one_report_with_calibrated_thresholds_and_both_basel
 def test_a_case_missing_in_one_method_is_left_out_for_all(tmp_path):
     folders = _two_methods(tmp_path)
     (folders["poor"] / "test1_anomaly_map.nii.gz").unlink()
-    command = [sys.executable, "-m", "disyre_monai.cli", "evaluate", f"good={folders['good']}",
+    command = [sys.executable, "-m", "disyre_monai.commands.cli", "evaluate", f"good={folders['good']}",
                f"poor={folders['poor']}", "--datalist", str(tmp_path / "datalist.json"), "--baselines", "False",
                "--output_dir", str(tmp_path / "cli"), "--progress", "False"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -6,7 +6,7 @@ see ``demo/ATTRIBUTION.md``), so no download is needed, or from any full-head sc
 1 mm Colin27 head of Debian's ``mricron-data``); ``scripts/build_raw_case.py`` is the command line.
 One seeded draw, in this order, gives:
 
-1. a lesion inside the brain, by :func:`disyre_monai.data.lesions.simulate_lesion` (the demo patients' settings);
+1. a lesion inside the brain, by :func:`disyre_monai.synthetic.lesions.simulate_lesion` (the demo patients' settings);
 2. a rigid transform ``model_to_input`` (RAS mm): a rotation of 5-15 degrees about a random axis through the
    brain's centre, then a shift of 5-15 mm in a random direction;
 3. a mild multiplicative bias field (smooth: linear and quadratic terms of the position, ``exp(+-strength)``);
@@ -34,7 +34,7 @@ from monai.data import MetaTensor
 from scipy.spatial.transform import Rotation
 
 from disyre_monai.data.demo import demo_root
-from disyre_monai.data.lesions import simulate_lesion
+from disyre_monai.synthetic.lesions import simulate_lesion
 from disyre_monai.utils import check_number, check_range
 
 #: the demo test subject's full head and brain mask (inside the demo data).

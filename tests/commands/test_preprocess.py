@@ -7,8 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from disyre_monai.commands.preprocess import preprocess_command, preprocess_dataset
 from disyre_monai.data.datalist import load_datalist
-from disyre_monai.preprocess import preprocess_command, preprocess_dataset
 from tests.preprocess.synthetic import PLS_AFFINE, synthetic_head, world, write_dataset, write_nifti
 
 SIZE = (36, 40, 30)
@@ -155,7 +155,7 @@ def test_cli_exits_with_status_1_when_a_case_fails(tmp_path, monkeypatch, capsys
     listing = write_dataset(tmp_path, num_cases=2)
     preprocess_command(str(listing), str(tmp_path / "ok"), spatial_size=SIZE)  # no failure: returns normally
     write_nifti(listing.parent / "masks" / "sub00_brain.nii.gz", np.ones((5, 5, 5), np.uint8), PLS_AFFINE)
-    from disyre_monai import cli
+    from disyre_monai.commands import cli
 
     argv = ["disyre-monai", "preprocess", str(listing), str(tmp_path / "bad"), "--spatial_size", "[36,40,30]"]
     monkeypatch.setattr(sys, "argv", argv)

@@ -12,10 +12,10 @@ from monai.bundle import ConfigWorkflow
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+from disyre_monai.commands.export_onnx import export_onnx, export_onnx_command, verification_volume  # noqa: E402
 from disyre_monai.data.demo import demo_datalist  # noqa: E402
 from disyre_monai.inferers import DisyreInferer  # noqa: E402
-from disyre_monai.networks import DisyreUNet, OnnxNetwork, export_onnx, load_network_weights  # noqa: E402
-from disyre_monai.networks.onnx_export import export_onnx_command, verification_volume  # noqa: E402
+from disyre_monai.networks import DisyreUNet, OnnxNetwork, load_network_weights  # noqa: E402
 from tests.helpers import synthetic_brain  # noqa: E402
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "bundle" / "models" / "model.pt"
