@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from disyre_monai.geometry import voxel_spacing
 from disyre_monai.metrics.streaming import ScoreHistogram
 from disyre_monai.utils import as_numpy
 
@@ -27,7 +28,7 @@ def voxel_spacing_mm(image) -> tuple[float, ...] | None:
     affine = getattr(image, "affine", None)
     if affine is None:
         return None
-    return tuple(float(v) for v in np.linalg.norm(as_numpy(affine)[:3, :3], axis=0))
+    return tuple(float(v) for v in voxel_spacing(affine))
 
 
 def central_box(shape: tuple[int, ...], box_mm, spacing) -> np.ndarray:

@@ -5,7 +5,7 @@ from .atlas_mask import atlas_brain_mask
 from .bias_field import n4_bias_correction
 from .case import PreprocessedCase, load_case, preprocess_case, preprocess_volumes
 from .crop_pad import crop_or_pad, crop_pad_window
-from .model_space import RestoreInputGridd, SaveSpaceRecordd, ToModelSpaced, to_input_grid
+from .model_space import SaveSpaceRecordd, ToModelSpaced, to_input_grid
 from .register import register_affine, resample_onto, resample_to_template, transform_matrix
 from .reorient import reorient_to_ras
 from .resample import resample_to_spacing
@@ -29,7 +29,6 @@ from .volumes import load_volume, save_volume
 
 __all__ = [
     "ModelSpace",
-    "RestoreInputGridd",
     "SaveSpaceRecordd",
     "ToModelSpaced",
     "load_model_space",

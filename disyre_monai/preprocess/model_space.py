@@ -6,8 +6,9 @@ the option that fixes it when spacing, grid or skull differ. With ``preprocess``
 pipeline of :func:`~.case.preprocess_volumes` (RAS, model spacing, skull stripping, optional N4, affine
 registration to the model's template onto the model's grid) and records how to go back.
 
-:class:`RestoreInputGridd` maps maps and masks from the model's grid back onto the input file's grid (same shape,
-same affine) through the inverse of every spatial step: reorientation, resampling and crop/pad keep world
+:meth:`ToModelSpaced.inverse` (run by MONAI's ``Invertd``, in the bundle's postprocessing and the MONAI Label app
+alike) maps maps and masks from the model's grid back onto the input file's grid (same shape, same affine) through
+the inverse of every spatial step: reorientation, resampling and crop/pad keep world
 coordinates, so their composed inverse is resampling by world coordinates through the inverse registration
 matrix; when that is a pure permutation/flip of voxels (no preprocessing) it is done without interpolation.
 :class:`SaveSpaceRecordd` writes the registration (ITK ``.tfm`` and JSON) next to the outputs.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform
-from monai.utils import ensure_tuple_rep, look_up_option
+from monai.utils import look_up_option
 
 from disyre_monai.io import image_stem
 from disyre_monai.preprocess.case import preprocess_volumes
@@ -117,7 +118,7 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
       brain mask on the model's grid (the image is zero outside it) and the label follows the image.
 
     Either way the image carries a record of the input's grid and the registration (``applied_operations``) that
-    :class:`RestoreInputGridd` and :meth:`inverse` use to go back. Intensities are not changed: the bundle's
+    :meth:`inverse` (through ``Invertd``) uses to go back. Intensities are not changed: the bundle's
     ``ScaleByPercentiled`` normalises them afterwards, as in training.
 
     Args:
@@ -215,36 +216,6 @@ class ToModelSpaced(MapTransform, InvertibleTransform):
             restored = to_input_grid(volume, np.asarray(operation["extra_info"]["model_affine"]),
                                      operation["extra_info"], role)
             d[key] = _with_meta(volume if isinstance(volume, MetaTensor) else restored, restored)
-        return d
-
-
-class RestoreInputGridd(MapTransform):
-    """Map outputs on the model's grid (anomaly map, brain mask, label map) back onto the grid of the input file.
-
-    Uses the :class:`ToModelSpaced` record of ``ref_key`` (the preprocessed image) and its current affine (the
-    grid the outputs share): see :func:`to_input_grid`. The outputs take the reference image's metadata (file
-    name, for the writers) and the input's affine; their shape is the input's.
-
-    Args:
-        keys: outputs ``(1, X, Y, Z)`` on the reference image's grid.
-        ref_key: the preprocessed image.
-        roles: per key, "map" (linear) or "mask"/"label" (nearest neighbour).
-    """
-
-    def __init__(self, keys: KeysCollection, ref_key: str = "image", roles: Sequence[str] | str = "map",
-                 allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.ref_key = ref_key
-        self.roles = [look_up_option(r, ("map", "mask", "label")) for r in ensure_tuple_rep(roles, len(self.keys))]
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        reference = d[self.ref_key]
-        record = find_record(reference)
-        for key, role in self.key_iterator(d, self.roles):
-            restored = to_input_grid(d[key], affine_of(reference), record, role)
-            d[key] = _with_meta(reference, restored)
-            d[key].applied_operations = []
         return d
 
 

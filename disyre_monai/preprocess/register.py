@@ -23,6 +23,7 @@ from monai.data import MetaTensor
 from monai.transforms import SpatialResample
 from scipy import ndimage as ndi
 
+from disyre_monai.geometry import voxel_spacing
 from disyre_monai.preprocess.settings import PreprocessSettings
 from disyre_monai.preprocess.sitk_bridge import RAS_TO_LPS, array_to_sitk, require_sitk
 from disyre_monai.preprocess.volumes import affine_of, spatial_array, with_array
@@ -149,7 +150,7 @@ def register_affine(
     method.SetMetricSamplingPercentage(sampling_fraction, seed + 1)
     if mask_erosion_mm > 0:
         brain = spatial_array(template) > 0
-        deep = ndi.distance_transform_edt(brain, sampling=np.linalg.norm(affine_of(template)[:3, :3], axis=0))
+        deep = ndi.distance_transform_edt(brain, sampling=voxel_spacing(affine_of(template)))
         if not (deep > mask_erosion_mm).any():
             raise ValueError(f"register_affine: no template voxel lies deeper than mask_erosion_mm={mask_erosion_mm} "
                              "inside the template's brain; lower it.")

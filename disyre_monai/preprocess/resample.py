@@ -9,6 +9,7 @@ import numpy as np
 from monai.data import MetaTensor
 from monai.transforms import Spacing
 
+from disyre_monai.geometry import voxel_spacing
 from disyre_monai.preprocess.volumes import affine_of
 from disyre_monai.utils import check_number
 
@@ -24,11 +25,6 @@ def parse_spacing(spacing: float | Sequence[float], owner: str = "preprocess") -
     return tuple(check_number(owner, "spacing", v, 1e-3, 100.0) for v in values)
 
 
-def voxel_spacing(volume: MetaTensor) -> np.ndarray:
-    """The voxel sizes in mm along the three array axes (column norms of the affine)."""
-    return np.linalg.norm(affine_of(volume)[:3, :3], axis=0)
-
-
 def resample_to_spacing(volume: MetaTensor, spacing: Sequence[float], role: str = "image") -> MetaTensor:
     """Resample ``volume`` ``(1, X, Y, Z)`` onto a grid of voxel size ``spacing`` (mm) covering the same field
     of view, keeping the axis directions (MONAI ``Spacing``; outside the input: 0).
@@ -42,6 +38,6 @@ def resample_to_spacing(volume: MetaTensor, spacing: Sequence[float], role: str 
         the resampled volume, or ``volume`` itself when its spacing already matches within 1e-4 mm.
     """
     spacing = parse_spacing(spacing)
-    if np.allclose(voxel_spacing(volume), spacing, atol=1e-4):
+    if np.allclose(voxel_spacing(affine_of(volume)), spacing, atol=1e-4):
         return volume
     return Spacing(pixdim=spacing, mode=INTERPOLATION[role], padding_mode="zeros")(volume)

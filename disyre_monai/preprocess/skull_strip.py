@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from monai.data import MetaTensor
 
+from disyre_monai.geometry import voxel_spacing
 from disyre_monai.preprocess.volumes import affine_of, spatial_array, with_array
 
 SKULL_STRIP_MODES = ("auto", "mask", "robex", "hdbet", "atlas", "none")
@@ -38,7 +39,7 @@ def skull_presence(image: MetaTensor, brain_mask: MetaTensor | None = None) -> s
     background was zeroed and whose field of view covers less than a brain's volume can pass.
     """
     array = spatial_array(image)
-    voxel_ml = float(np.prod(np.linalg.norm(affine_of(image)[:3, :3], axis=0))) / 1000.0
+    voxel_ml = float(np.prod(voxel_spacing(affine_of(image)))) / 1000.0
     if brain_mask is not None:
         brain = spatial_array(brain_mask) > 0
         if not brain.any():

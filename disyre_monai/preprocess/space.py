@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 from monai.data import MetaTensor
 
-from disyre_monai.preprocess.resample import voxel_spacing
+from disyre_monai.geometry import ras_grid, voxel_spacing
 from disyre_monai.preprocess.settings import PreprocessSettings
 from disyre_monai.preprocess.skull_strip import skull_presence
 from disyre_monai.preprocess.templates import NAMED_TEMPLATES
@@ -43,14 +43,6 @@ METADATA_KEY = "model_space"
 SPACING_TOLERANCE = 0.01
 GRID_TOLERANCE_VOXELS = 0.5
 DEFAULT_INTENSITY = {"method": "percentile", "percentile": 98.0, "within_mask": True, "clip": [0.0, 1.0]}
-
-
-def ras_grid(affine: np.ndarray, shape) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The affine and shape of a grid once reoriented to RAS (closest canonical; as :func:`reorient_to_ras`)."""
-    ornt = nib.orientations.io_orientation(affine)
-    ras_affine = np.asarray(affine, dtype=np.float64) @ nib.orientations.inv_ornt_aff(ornt, shape)
-    ras_shape = tuple(int(shape[int(axis)]) for axis in np.argsort(ornt[:, 0]))
-    return ras_affine, ras_shape
 
 
 def axis_codes(affine: np.ndarray) -> str:
@@ -198,7 +190,7 @@ class ModelSpace:
             brain_mask: the case's brain mask on the same grid, if it has one.
         """
         found = {}
-        spacing = voxel_spacing(image)
+        spacing = voxel_spacing(affine_of(image))
         if self.spacing is not None and not np.allclose(spacing, self.spacing, rtol=SPACING_TOLERANCE, atol=1e-4):
             found["spacing"] = (f"voxel spacing {_mm(spacing)} mm, the model's is {_mm(self.spacing)} mm")
         shape = tuple(int(n) for n in image.shape[1:])
@@ -288,7 +280,7 @@ def model_space_from_training_data(
         raise ValueError("model_space_from_training_data: no training entry.")
     grids = [_grid_of(str(entry["image"])) for entry in entries]
     affines, shapes = [g[0] for g in grids], [g[1] for g in grids]
-    spacings = [np.linalg.norm(a[:3, :3], axis=0) for a in affines]
+    spacings = [voxel_spacing(a) for a in affines]
     same_spacing = all(np.allclose(s, spacings[0], rtol=1e-4) for s in spacings)
     same_shape = all(s == shapes[0] for s in shapes)
     same_grid = same_shape and all(np.allclose(a, affines[0], atol=1e-3) for a in affines)

@@ -34,6 +34,7 @@ from monai.data import MetaTensor
 from scipy.spatial.transform import Rotation
 
 from disyre_monai.data.demo import demo_root
+from disyre_monai.geometry import voxel_spacing
 from disyre_monai.synthetic.lesions import simulate_lesion
 from disyre_monai.utils import check_number, check_range
 
@@ -85,7 +86,7 @@ def _twin_grid(head: np.ndarray, brain: np.ndarray, lesion: np.ndarray, affine: 
     model = nib.load(str(demo_root() / MASK_FILE))
     if head.shape == model.shape and np.allclose(affine, model.affine):
         return head, brain, lesion, np.asarray(model.affine, np.float64)
-    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    zooms = voxel_spacing(affine)
     sigma = np.sqrt(np.maximum(2.0**2 - zooms**2, 0)) / (2 * np.sqrt(2 * np.log(2))) / zooms
     out = []
     for array, role in ((head, "image"), (brain, "map"), (lesion, "map")):
@@ -204,7 +205,7 @@ def build_raw_case(
     rng = np.random.default_rng(seed)
 
     head, brain, model_affine = load_head(head_file, mask_file)
-    voxel_mm = float(np.linalg.norm(model_affine[:3, :3], axis=0).mean())
+    voxel_mm = float(voxel_spacing(model_affine).mean())
     settings = {**LESION_SETTINGS, **{k: tuple(v * 2.0 / voxel_mm for v in LESION_SETTINGS[k]) for k in
                                       ("radius_range",)}, "edge_sigma": LESION_SETTINGS["edge_sigma"] * 2.0 / voxel_mm}
     lesioned, lesion = simulate_lesion(head, brain, rng, **settings)

@@ -40,6 +40,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 from disyre_monai.dicom.series import check_series_folder, is_dicom_folder
+from disyre_monai.geometry import ras_grid, voxel_spacing
 from disyre_monai.io import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 from disyre_monai.utils import check_int, check_number, source_name
 
@@ -139,10 +140,6 @@ def _check_policy(owner: str, nonfinite: str) -> str:
     return nonfinite
 
 
-def _spacing(affine: np.ndarray) -> np.ndarray:
-    return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(0))
-
-
 def validate_volume(
     img: NdarrayOrTensor,
     name: str | None = None,
@@ -211,7 +208,7 @@ def validate_volume(
                              "header.")
         if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
             raise ValueError(f"{name}: the affine (voxel-to-world matrix) is singular (voxel sizes "
-                             f"{np.round(_spacing(affine), 6).tolist()}); fix the header.")
+                             f"{np.round(voxel_spacing(affine), 6).tolist()}); fix the header.")
         _warn_geometry(name, affine, max_anisotropy)
     return x
 
@@ -219,7 +216,7 @@ def validate_volume(
 def _warn_geometry(name: str, affine: np.ndarray, max_anisotropy: float) -> None:
     import nibabel as nib
 
-    spacing = _spacing(affine)
+    spacing = voxel_spacing(affine)
     if spacing.min() > 0 and spacing.max() / spacing.min() > max_anisotropy:
         logger.warning(
             f"{name}: anisotropic voxels {np.round(spacing, 3).tolist()} mm (ratio > {max_anisotropy:g}); the map is "
@@ -228,18 +225,6 @@ def _warn_geometry(name: str, affine: np.ndarray, max_anisotropy: float) -> None
     obliquity = np.degrees(nib.affines.obliquity(affine)).max() if spacing.min() > 0 else 0.0
     if obliquity > 1.0:
         logger.warning(f"{name}: oblique affine ({obliquity:.1f} degrees); it is reoriented to the closest RAS axes.")
-
-
-def ras_grid(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
-    """Spatial ``shape`` and ``affine`` of a volume once reoriented to the closest RAS axes (no resampling)."""
-    import nibabel as nib
-
-    affine = np.asarray(affine, dtype=np.float64)
-    ornt = nib.orientations.io_orientation(affine)
-    ras_shape = [0] * len(shape)
-    for axis, (target, _) in enumerate(ornt):
-        ras_shape[int(target)] = int(shape[axis])
-    return tuple(ras_shape), affine @ nib.orientations.inv_ornt_aff(ornt, shape)
 
 
 def check_same_grid(image, other, what: str = "brain mask", atol: float = 0.01) -> None:
@@ -255,7 +240,7 @@ def check_same_grid(image, other, what: str = "brain mask", atol: float = 0.01) 
         if shape != other_shape:
             raise ValueError(f"{what} {other_name} has spatial shape {other_shape}, image {image_name} has {shape}.")
         return
-    (ras_a, aff_a), (ras_b, aff_b) = ras_grid(shape, np.asarray(a)), ras_grid(other_shape, np.asarray(b))
+    (aff_a, ras_a), (aff_b, ras_b) = ras_grid(a, shape), ras_grid(b, other_shape)
     if ras_a != ras_b:
         raise ValueError(
             f"{what} {other_name} has shape {other_shape}, image {image_name} has {shape} (in RAS order: {ras_b} vs "

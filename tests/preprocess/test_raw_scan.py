@@ -32,14 +32,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.transforms import LoadImaged
+from monai.transforms import Invertd, LoadImaged
 from sklearn.metrics import average_precision_score
 
 from disyre_monai.inferers import DisyreInferer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.networks.loading import load_network_weights
 from disyre_monai.preprocess import (
-    RestoreInputGridd,
     ToModelSpaced,
     apply_brain_mask,
     atlas_brain_mask,
@@ -122,13 +121,15 @@ def test_raw_scan_map_on_its_own_grid_matches_preprocessing_by_hand(tmp_path, ca
     case = build_raw_case(tmp_path, variant, seed=0)
     data = LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": case["image"]})
     options = {} if skull_strip == "robex" else {"skull_strip": skull_strip}  # "auto": a head, so ROBEX
-    data = ToModelSpaced("image", card, preprocess=True, options=options)(data)
+    to_model = ToModelSpaced("image", card, preprocess=True, options=options)
+    data = to_model(data)
     record = data["image"].applied_operations[-1]["extra_info"]
     assert record["skull_strip"] == skull_strip and len(masks) == 1
     data = ScaleByPercentiled("image", 98.0, within_mask=True, mask_key="mask")(EnsureBrainMaskd("image", "mask")(data))
     anomaly_map = scorer(data["image"], data["mask"])
-    out = RestoreInputGridd(["map", "brain"], "image", ["map", "mask"])({**data, "map": anomaly_map,
-                                                                        "brain": data["mask"]})
+    out = Invertd("map", transform=to_model, orig_keys="image", nearest_interp=False)({**data, "map": anomaly_map})
+    out.update(Invertd("brain", transform=to_model, orig_keys="image", nearest_interp=True)(
+        {**data, "brain": data["mask"]}))
     raw = load_volume(case["image"])
     assert tuple(out["map"].shape) == tuple(raw.shape)
     np.testing.assert_allclose(affine_of(out["map"]), affine_of(raw), atol=1e-6)

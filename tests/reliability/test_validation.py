@@ -11,6 +11,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 
 from disyre_monai.failures import failure_record
+from disyre_monai.geometry import ras_grid
 from disyre_monai.inferers import DisyreInferer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.transforms.validation import (
@@ -19,7 +20,6 @@ from disyre_monai.transforms.validation import (
     ValidateImaged,
     check_image_file,
     check_same_grid,
-    ras_grid,
 )
 from tests.reliability import bad_inputs
 
@@ -121,8 +121,8 @@ def test_mask_in_another_orientation_of_the_same_grid_is_accepted():
     moved[0, 3] = 3.5
     with pytest.raises(ValueError, match="affines differ by up to 0.5 mm"):
         check_same_grid(img, MetaTensor(torch.ones(1, 4, 5, 6), affine=moved))
-    assert ras_grid((4, 5, 6), np.diag([1.0, -1.0, 1.0, 1.0]))[0] == (4, 5, 6)
-    assert ras_grid((4, 5, 6), np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]))[0] == (5, 4, 6)
+    assert ras_grid(np.diag([1.0, -1.0, 1.0, 1.0]), (4, 5, 6))[1] == (4, 5, 6)
+    assert ras_grid(np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), (4, 5, 6))[1] == (5, 4, 6)
 
 
 def test_check_files_skips_loaded_arrays_and_missing_keys(tmp_path):

@@ -14,12 +14,12 @@ from disyre_monai.apps.monailabel.validation import VOLUME_SUFFIXES, check_volum
 from disyre_monai.apps.monailabel.weights import weights_path
 from disyre_monai.dicom.series import is_dicom_folder
 from disyre_monai.metrics.site_calibration import threshold_record
-from disyre_monai.preprocess.model_space import MISMATCH_MESSAGE, RestoreInputGridd
+from disyre_monai.preprocess.model_space import MISMATCH_MESSAGE
 from disyre_monai.utils import check_int, check_number
 
 require_monailabel()
 
-from monai.transforms import CopyItemsd, SqueezeDimd  # noqa: E402
+from monai.transforms import Compose, CopyItemsd, Invertd, SqueezeDimd  # noqa: E402
 from monailabel.interfaces.exception import MONAILabelError, MONAILabelException  # noqa: E402
 from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
 from monailabel.tasks.infer.bundle import BundleInferTask  # noqa: E402
@@ -36,6 +36,8 @@ PREPROCESS_CONF = "preprocess"
 STORE_RESULTS_CONF = "store_results"
 #: key of the float anomaly map on the input's grid, kept for the DICOM results.
 DICOM_MAP_KEY = "dicom_anomaly_map"
+#: key under which a request keeps the preprocessing it ran, for ``Invertd`` (those very transform objects).
+PREPROCESSING_KEY = "disyre_preprocessing"
 #: ``--conf skull_strip MODE``: how raw scans are skull-stripped (see ``PreprocessSettings.skull_strip``).
 SKULL_STRIP_CONF = "skull_strip"
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
@@ -83,9 +85,9 @@ class DisyreInferTask(BundleInferTask):
 
     1. case-level scores of the anomaly map inside the brain (max, mean, top-k mean, anomalous voxels and
        volume, in the model's space) into the JSON result, under ``"scores"``;
-    2. :class:`~disyre_monai.preprocess.RestoreInputGridd`: back onto the input's own grid (shape and affine):
-       the exact inverse of the reorientation, and with ``--conf preprocess true`` of the resampling and the
-       registration to the model's template too;
+    2. MONAI's ``Invertd`` with the request's own preprocessing, as the bundle's postprocessing does: back onto
+       the input's own grid (shape and affine): the exact inverse of the reorientation, and with ``--conf
+       preprocess true`` of the resampling and the registration to the model's template too;
     3. the output: a uint8 label map (0 background, 1 anomaly where ``score >= threshold``), which is what the
        stock 3D Slicer and OHIF clients request (``result_dtype=uint8``), or the float32 anomaly heatmap when the
        request asks for a float ``result_dtype`` (REST: ``params={"result_dtype": "float32"}``).
@@ -229,6 +231,7 @@ class DisyreInferTask(BundleInferTask):
             )
         try:
             out = super().run_pre_transforms(data, transforms)
+            out[PREPROCESSING_KEY] = Compose(list(transforms))  # the objects that ran: Invertd checks their ids
             check_volume_array(out[self.input_key], name)
         except MONAILabelException:
             raise
@@ -249,10 +252,15 @@ class DisyreInferTask(BundleInferTask):
 
     def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
         threshold, top_k, heatmap = self.request_options(data or {})
+        preprocessing = (data or {}).pop(PREPROCESSING_KEY, None)
+        if preprocessing is None:
+            raise RuntimeError("DisyreInferTask.post_transforms: the request's data holds no preprocessing to invert; "
+                               "call it with the data that run_pre_transforms returned.")
         return [
             CaseScoresd(keys=self.output_label_key, mask_key="mask", threshold=threshold, top_k=top_k,
                         result_key=self.output_json_key),
-            RestoreInputGridd(keys=self.output_label_key, ref_key=self.input_key, roles="map"),
+            Invertd(keys=self.output_label_key, transform=preprocessing, orig_keys=self.input_key,
+                    nearest_interp=False),
             SqueezeDimd(keys=self.output_label_key, dim=0),  # the writer takes (X, Y, Z)
             CopyItemsd(keys=self.output_label_key, names=DICOM_MAP_KEY),
             AnomalyOutputd(keys=self.output_label_key, threshold=threshold,
