@@ -7,7 +7,7 @@
 #   bash scripts/seed_spread.sh                          # seeds 0 1 2 into runs/seed_spread (about 35 min, 2 cores)
 #   SEEDS="0 1 2 3 4" OUT=runs/spread5 bash scripts/seed_spread.sh
 #   TRAIN_ARGS="--max_epochs 1 --epoch_length 5" OUT=/tmp/spread bash scripts/seed_spread.sh   # a quick smoke run
-#   TRAIN_ARGS="--load_transforms#5#within_mask False" EVAL_CONFIGS=whole_volume_scaling.json OUT=runs/variant \
+#   TRAIN_ARGS="--intensity_within_mask False" EVAL_CONFIGS=whole_volume_scaling.json OUT=runs/variant \
 #       bash scripts/seed_spread.sh   # a variant: TRAIN_ARGS override training, EVAL_CONFIGS patch both evaluations
 #
 # Run it on a quiet machine: two trainings at once each run about 4x slower. A seed whose model exists is not

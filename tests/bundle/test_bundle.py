@@ -211,6 +211,13 @@ def test_training_and_inference_load_a_case_alike():
     steps = train.get_parsed_content("train#preprocessing").transforms
     assert _describe(steps[:len(shared)]) == shared
     assert _describe(steps[len(shared)]) == _describe(train.get_parsed_content("drop_lesion_label"))
+    # the intensity scaling is set by name, in both configs alike (the released form: --intensity_within_mask False)
+    for parser in (train, infer):
+        parser["intensity_within_mask"], parser["intensity_percentile"] = False, 99
+    scalers = [t for t in (*train.get_parsed_content("load_transforms", lazy=False),
+                           *infer.get_parsed_content("preprocessing", lazy=False).transforms)
+               if type(t).__name__ == "ScaleByPercentiled"]
+    assert len(scalers) == 2 and all(not t.scaler.within_mask and t.scaler.percentile == 99 for t in scalers)
 
 
 def test_network_input_output_with_timesteps():
