@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer, SliceAnomalyInferer
 from disyre_monai.networks import DisyreUNet
 
 VOLUME = (240, 240, 155)
@@ -56,8 +56,9 @@ def peak_gib(device: torch.device) -> str:
 
 def time_inference(net, volume, device, mode: dict, bf16: bool, slice_batch_size: int, batch_severities: bool = True):
     """(brain slices per second, seconds per volume, peak GiB) of the mean single-step ensemble on ``volume``."""
-    inferer = DisyreInferer(num_steps=4, size_divisor=net.size_divisor, slice_batch_size=slice_batch_size,
-                            sw_batch_size=64, amp=bf16, batch_severities=batch_severities, **mode)
+    scorer = DisyreScorer(num_steps=4, size_divisor=net.size_divisor, sw_batch_size=64,
+                          batch_severities=batch_severities, **mode)
+    inferer = SliceAnomalyInferer(scorer, slice_batch_size=slice_batch_size, amp=bf16)
     brain_slices = int(volume[0, 0].flatten(0, 1).any(0).sum())
     inferer(volume[..., volume.shape[-1] // 2 : volume.shape[-1] // 2 + 2], net)  # warm-up (kernels, allocator)
     reset_peak(device)
@@ -97,8 +98,8 @@ def time_training(net, device, batch_shape, steps: int):
     return steps / (time.perf_counter() - start), peak_gib(device)
 
 
-class _CpuBf16Inferer(DisyreInferer):
-    """DisyreInferer whose ``amp`` autocasts on the CPU too (bf16; GroupNorm stays fp32 as under CUDA autocast):
+class _CpuBf16Inferer(SliceAnomalyInferer):
+    """The slicing engine whose ``amp`` autocasts on the CPU too (bf16; GroupNorm stays fp32 as under CUDA autocast):
     the dry run's stand-in for the GPU's bf16 path."""
 
     def autocast(self, device: torch.device):
@@ -119,14 +120,14 @@ def precision_effect(device: torch.device, emulate: bool) -> None:
     net = DisyreUNet(preset="small")
     load_network_weights(net, str(Path(__file__).resolve().parents[1] / "bundle" / "models" / "model.pt"))
     net = net.to(device).eval()
-    inferer_class = _CpuBf16Inferer if emulate else DisyreInferer
+    inferer_class = _CpuBf16Inferer if emulate else SliceAnomalyInferer
     maps, brains, labels = {False: [], True: []}, [], []
     for case in demo_datalist()["test"]:
         image, mask, label = (np.asarray(nib.load(case[k]).dataobj, np.float32) for k in ("image", "mask", "label"))
         x = ScaleByPercentile(98.0)(torch.from_numpy(image)[None], torch.from_numpy(mask)[None] > 0)[None].to(device)
         brain = torch.from_numpy(mask > 0)[None, None].to(device)
         for bf16 in (False, True):
-            inferer = inferer_class(num_steps=4, size_divisor=net.size_divisor, amp=bf16)
+            inferer = inferer_class(DisyreScorer(num_steps=4, size_divisor=net.size_divisor), amp=bf16)
             with torch.no_grad():
                 maps[bf16].append(inferer(x, net, brain)[0, 0].float().cpu().numpy()[mask > 0])
         brains.append(mask > 0)

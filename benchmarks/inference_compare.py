@@ -30,7 +30,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer, SliceAnomalyInferer
 from disyre_monai.metrics import average_precision
 from disyre_monai.networks import load_network_weights
 
@@ -156,15 +156,15 @@ def bundle_vs_network(volumes: int, overrides: dict) -> None:
     print(f"command: {' '.join(command[1:])}")
     print(f"outputs written: {len(written)} files ({', '.join(sorted({n.split('_', 1)[-1] for n in written}))})")
     print(f"network forward passes: {network.seconds:7.1f} s ({forwards} passes; about "
-          f"{brain_slices * volumes // len(cases)} brain slices x {len(inferer.timesteps)} severities)")
-    print(f"DisyreInferer in total: {inferer_seconds:7.1f} s ({inferer_seconds / network.seconds:.2f}x the network)")
+          f"{brain_slices * volumes // len(cases)} brain slices x {len(inferer.scorer.timesteps)} severities)")
+    print(f"inferer in total:       {inferer_seconds:7.1f} s ({inferer_seconds / network.seconds:.2f}x the network)")
     print(f"bundle wall time:       {bundle_seconds:7.1f} s (start-up, loading, validation, inference, inversion, "
           "writing)")
     print(f"RATIO bundle / pure network: {bundle_seconds / network.seconds:.2f}x (target <= 1.2x); in CPU time "
           f"{bundle_cpu / network.cpu_seconds:.2f}x ({bundle_cpu:.1f} s / {network.cpu_seconds:.1f} s)")
 
 
-def _released_map(inferer: DisyreInferer, image: torch.Tensor, mask: torch.Tensor, network) -> torch.Tensor:
+def _released_map(inferer: SliceAnomalyInferer, image: torch.Tensor, mask: torch.Tensor, network) -> torch.Tensor:
     """The released workload: every axial slice, one at a time (slices without brain are run and give 0)."""
     out = torch.zeros_like(image)
     for z in range(image.shape[-1]):
@@ -196,13 +196,14 @@ def released_vs_default(window: int | None, overrides: dict) -> None:
     batches = [_batch(c, device) for c in cases]
     num_slices = sum(int(b[0].shape[-1]) for b in batches)
 
-    def variant(**kwargs) -> DisyreInferer:
-        settings = {"method": default.method, "scheduler": default.scheduler, "size_divisor": default.size_divisor,
-                    "slice_batch_size": default.slice_batch_size, "sigma_scale": default.sigma_scale,
-                    "foreground_weighting": default.foreground_weighting, **kwargs}
-        inferer = DisyreInferer(**settings)
-        inferer.timesteps = list(default.timesteps)  # the same severities, whatever the config's num_steps
-        return inferer
+    ours = default.scorer
+
+    def variant(**kwargs) -> SliceAnomalyInferer:
+        settings = {"method": ours.method, "scheduler": ours.scheduler, "size_divisor": ours.size_divisor,
+                    "sigma_scale": ours.sigma_scale, "foreground_weighting": ours.foreground_weighting, **kwargs}
+        scorer = DisyreScorer(**settings)
+        scorer.timesteps = list(ours.timesteps)  # the same severities, whatever the config's num_steps
+        return SliceAnomalyInferer(scorer, slice_batch_size=default.slice_batch_size)
 
     settings = {
         f"released: {window}-px windows, 75% overlap, 1 slice, all slices": None,
@@ -214,7 +215,7 @@ def released_vs_default(window: int | None, overrides: dict) -> None:
     }
     released = variant(roi_size=window, **RELEASED)
     print(f"\n== released inference workload vs ours: {len(cases)} demo patients, {num_slices} axial slices, "
-          f"{len(default.timesteps)} severities {default.timesteps}, preset {network.preset} ({_load_line()}) ==")
+          f"{len(ours.timesteps)} severities {ours.timesteps}, preset {network.preset} ({_load_line()}) ==")
     print(f"{'setting':58} {'seconds':>8} {'slices/s':>9} {'speed-up':>9} {'CPU s':>8} {'speed-up':>9} {'AP':>7} "
           f"{'|dAP|':>7}")
     results, cpu = {}, {}

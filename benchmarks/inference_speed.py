@@ -1,8 +1,9 @@
 """Inference speed: the inferer per preset and mode, the bundle against the network, the released workload, ONNX.
 
-Default: slices per second of DisyreInferer on a BraTS-sized volume (240 x 240 x 155) for every preset, method
-and window mode, the projected seconds per volume (brain slices / rate) and speed ratios measured in this one
-run, on CPU and on CUDA too when available (bf16 autocast). The other modes (see ``inference_compare.py``):
+Default: slices per second of the DISYRE inferer (SliceAnomalyInferer + DisyreScorer) on a BraTS-sized volume
+(240 x 240 x 155) for every preset, method and window mode, the projected seconds per volume (brain slices /
+rate) and speed ratios measured in this one run, on CPU and on CUDA too when available (bf16 autocast). The
+other modes (see ``inference_compare.py``):
 
     python benchmarks/inference_speed.py                    # both presets, all modes
     python benchmarks/inference_speed.py --presets small --slices 32
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer, SliceAnomalyInferer
 from disyre_monai.networks import DisyreUNet
 
 VOLUME = (240, 240, 155)
@@ -42,10 +43,9 @@ def time_mode(net, volume, device, preset, method, window, n_slices, slice_batch
     mid = len(brain_slices) // 2
     chosen = brain_slices[mid - n_slices // 2 : mid - n_slices // 2 + n_slices]
     sub = volume[..., chosen].to(device)
-    inferer = DisyreInferer(
-        method=method, num_steps=4, size_divisor=net.size_divisor, slice_batch_size=slice_batch_size,
-        sw_batch_size=64, **WINDOW_MODES[window],
-    )
+    scorer = DisyreScorer(method=method, num_steps=4, size_divisor=net.size_divisor, sw_batch_size=64,
+                          **WINDOW_MODES[window])
+    inferer = SliceAnomalyInferer(scorer, slice_batch_size=slice_batch_size)
     inferer(sub[..., :1], net)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -3,10 +3,11 @@
 Builds the raw case (``disyre_monai.synthetic.raw_case``: the demo test subject's full head, lesion, rigid transform,
 LPS, 1 mm, bias field), then runs the bundle's steps with the shipped demo weights and model space card, timing
 each: load, reorient + resample to the model spacing, skull stripping, affine registration to the model's
-template (+ resampling onto the model grid), scoring (DisyreInferer, mean single-step, 4 steps), inverse (anomaly
-map and brain mask back onto the raw grid), and the total, once per skull-stripping mode asked for (default:
-"atlas", the registered Colin27 head, then "robex"). Also prints the brain-mask Dice against the known mask and
-the registration error (mm, at the brain's corners). Target (issue 12): total under 60 s on 2 CPU cores.
+template (+ resampling onto the model grid), scoring (SliceAnomalyInferer + DisyreScorer, mean single-step,
+4 steps), inverse (anomaly map and brain mask back onto the raw grid), and the total, once per skull-stripping
+mode asked for (default: "atlas", the registered Colin27 head, then "robex"). Also prints the brain-mask Dice
+against the known mask and the registration error (mm, at the brain's corners). Target (issue 12): total under
+60 s on 2 CPU cores.
 
     python benchmarks/raw_inference.py                   # 1 mm case, atlas then ROBEX
     python benchmarks/raw_inference.py --skull_strip atlas
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--brain_mask", default=None, help="brain mask of --head (e.g. ch2bet.nii.gz)")
     args = parser.parse_args()
 
-    from disyre_monai.inferers import DisyreInferer
+    from disyre_monai.inferers import DisyreScorer, SliceAnomalyInferer
     from disyre_monai.networks import DisyreUNet
     from disyre_monai.networks.loading import load_network_weights
     from disyre_monai.preprocess import ModelSpace, load_model_space, to_input_grid
@@ -88,8 +89,9 @@ def main() -> None:
     card: ModelSpace = load_model_space(bundle / "models" / "model.pt", bundle / "configs" / "metadata.json")
     network = DisyreUNet(spatial_dims=2, in_channels=1, out_channels=1, preset="small").eval()
     load_network_weights(network, bundle / "models" / "model.pt", "cpu")
-    inferer = DisyreInferer(method="mean_single_step", num_steps=4, scheduler=DisyreScheduler(100, 0.001, 0.2),
-                            size_divisor=network.size_divisor, slice_axis=2, slice_batch_size=32)
+    scorer = DisyreScorer(method="mean_single_step", num_steps=4, scheduler=DisyreScheduler(100, 0.001, 0.2),
+                          size_divisor=network.size_divisor)
+    inferer = SliceAnomalyInferer(scorer, slice_axis=2, slice_batch_size=32)
     known_mask = spatial_array(load_volume(case["brain_mask"], "mask"))
     known = np.asarray(case["model_to_input"])
     corners = np.array([[x, y, z, 1.0] for x in (-70, 70) for y in (-100, 70) for z in (-50, 80)])

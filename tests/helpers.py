@@ -12,3 +12,15 @@ def synthetic_brain(shape=(64, 64), seed=0) -> np.ndarray:
     return np.clip(img, 0, 1).astype(np.float32)[None]
 
 
+
+
+def slice_inferer(scorer_class, **kwargs):
+    """A :class:`~disyre_monai.inferers.SliceAnomalyInferer` around ``scorer_class``: the keyword arguments the
+    engine takes (slice_batch_size, amp, cpu_batch_pixels, ...) go to it, the others to the scorer."""
+    import inspect
+
+    from disyre_monai.inferers import SliceAnomalyInferer
+
+    engine_args = set(inspect.signature(SliceAnomalyInferer).parameters) - {"scorer"}
+    engine = {k: kwargs.pop(k) for k in list(kwargs) if k in engine_args}
+    return SliceAnomalyInferer(scorer_class(**kwargs), **engine)

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.transforms import RandDisyreCorruption
+from tests.helpers import slice_inferer
 
 pytestmark = pytest.mark.slow
 
@@ -59,5 +60,5 @@ def test_small_network_learns_to_restore_real_slices():
     identity = float(torch.nn.functional.mse_loss(vx, vy))
     assert after < 0.05 * before, (before, after)
     assert after < identity, f"restoration ({after:.5f}) must beat copying the input ({identity:.5f})"
-    amap = DisyreInferer(size_divisor=net.size_divisor)(vx[:4], net.eval())
+    amap = slice_inferer(DisyreScorer, size_divisor=net.size_divisor)(vx[:4], net.eval())
     assert amap.shape == vx[:4].shape and torch.isfinite(amap).all()

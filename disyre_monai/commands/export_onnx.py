@@ -70,7 +70,8 @@ def export_onnx(
         opset: ONNX opset (18 and above; ONNX Runtime 1.14+ reads 18).
         tolerance: largest allowed absolute difference of the two anomaly maps.
         image, mask: the verification volume and its brain mask (default: the first demo patient).
-        inferer: the :class:`~disyre_monai.inferers.DisyreInferer` of the check (default: its defaults).
+        inferer: the :class:`~disyre_monai.inferers.SliceAnomalyInferer` of the check (default: a
+            :class:`~disyre_monai.inferers.DisyreScorer` with its defaults).
 
     Returns:
         ``{"path", "opset", "max_abs_difference", "tolerance", "verified_on", "onnx_seconds", "torch_seconds"}``.
@@ -81,7 +82,7 @@ def export_onnx(
     """
     from monai.networks.utils import convert_to_onnx
 
-    from disyre_monai.inferers import DisyreInferer
+    from disyre_monai.inferers import DisyreScorer, SliceAnomalyInferer
 
     check_int("export_onnx", "opset", opset, 18, 100)
     check_number("export_onnx", "tolerance", tolerance, 1e-12, 1.0)
@@ -97,7 +98,7 @@ def export_onnx(
                          f"with {kernels[0] if kernels else 'no'} spatial dimensions.")
     module = module.cpu().eval()
     divisor = getattr(module, "size_divisor", 8)
-    inferer = inferer or DisyreInferer(size_divisor=divisor)
+    inferer = inferer or SliceAnomalyInferer(DisyreScorer(size_divisor=divisor))
     volume, brain = verification_volume(image, mask)
     example = (torch.rand(2, module.in_channels, 2 * divisor, 2 * divisor), torch.tensor([0, 1]))
     path = Path(path)
@@ -149,12 +150,13 @@ def export_onnx_command(
     Example:
         disyre-monai export_onnx --output runs/model.onnx --model_path runs/disyre/models/model.pt
     """
-    from disyre_monai.inferers import DisyreInferer
+    from disyre_monai.inferers import DisyreScorer, SliceAnomalyInferer
     from disyre_monai.networks.loading import load_network_weights
     from disyre_monai.networks.restoration import DisyreUNet
 
     network = load_network_weights(DisyreUNet(preset=preset), model_path, map_location="cpu")
-    inferer = DisyreInferer(num_steps=num_steps, roi_size=roi_size, size_divisor=network.size_divisor)
+    scorer = DisyreScorer(num_steps=num_steps, roi_size=roi_size, size_divisor=network.size_divisor)
+    inferer = SliceAnomalyInferer(scorer)
     report = export_onnx(network, output, opset, tolerance, image, mask, inferer)
     print(f"wrote {report['path']} (opset {opset}); anomaly map of {report['verified_on']}: ONNX Runtime vs PyTorch "
           f"max |difference| {report['max_abs_difference']:.2e} <= {tolerance:g}", flush=True)

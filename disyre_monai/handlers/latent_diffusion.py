@@ -17,7 +17,8 @@ import torch
 from ignite.engine import Engine, Events
 
 from disyre_monai.data import is_failure
-from disyre_monai.inferers.latent_diffusion import LDMInferer, calibrate_kl_threshold
+from disyre_monai.inferers.latent_diffusion import calibrate_kl_threshold
+from disyre_monai.inferers.slices import SliceAnomalyInferer
 from disyre_monai.networks.loading import load_network_weights
 from disyre_monai.utils import check_int, check_number
 
@@ -100,12 +101,13 @@ class KLThresholdCalibration:
 
     Args:
         network: the :class:`~disyre_monai.networks.LatentDiffusionModel`.
-        inferer: the :class:`~disyre_monai.inferers.LDMInferer` of inference (its KL settings are used).
+        inferer: the inference's :class:`~disyre_monai.inferers.SliceAnomalyInferer` around an
+            :class:`~disyre_monai.inferers.LDMScorer` (its KL settings are used).
         cases: preprocessed healthy volumes (dicts with ``image`` and ``mask``), e.g. the validation cases.
         percentile: in (0, 100).
     """
 
-    def __init__(self, network: torch.nn.Module, inferer: LDMInferer, cases: Sequence[Mapping],
+    def __init__(self, network: torch.nn.Module, inferer: SliceAnomalyInferer, cases: Sequence[Mapping],
                  percentile: float = 95.0) -> None:
         self.network, self.inferer, self.cases = network, inferer, cases
         self.percentile = check_number(type(self).__name__, "percentile", percentile, 1e-6, 100.0 - 1e-6)
@@ -118,7 +120,7 @@ class KLThresholdCalibration:
         cases = [c for c in cases if not is_failure(c)]
         if not cases:
             logger.warning("KLThresholdCalibration: no healthy validation case: the KL threshold stays unset; pass "
-                           "kl_threshold to the LDMInferer at inference.")
+                           "kl_threshold to the LDMScorer at inference.")
             return
         was_training = self.network.training
         self.network.eval()

@@ -1,4 +1,5 @@
-"""Reference baselines that need no network, with the same call signature as :class:`DisyreInferer`."""
+"""Reference baselines that need no network, with the same call signature as
+:class:`~disyre_monai.inferers.SliceAnomalyInferer`."""
 
 from __future__ import annotations
 

@@ -3,14 +3,14 @@
 All three noise the input slice to a timestep ``t`` with the forward process, let the network predict the
 clean slice ``x0`` in ONE step, and score ``|x - x0_hat|``. They differ in what the network sees:
 
-- :class:`CDDPMInferer`: the condition encoder sees the clean input; three noise levels (t = 250, 500, 750 in
+- :class:`CDDPMScorer`: the condition encoder sees the clean input; three noise levels (t = 250, 500, 750 in
   the released 1-based labels, i.e. indices 249, 499, 749) are averaged (``noise_ensemble: True`` in
   ``configs/experiment/cDDPM/DDPM_cond_spark_2D.yaml``, ``step_ensemble`` default in ``src/models/DDPM_2D.py``
   of FinnBehrendt/Conditioned-Diffusion-Models-UAD@c5904a7).
-- :class:`PDDPMInferer`: only one cell of a 2 x 2 grid is noised at a time, the rest stays clean; four passes
+- :class:`PDDPMScorer`: only one cell of a 2 x 2 grid is noised at a time, the rest stays clean; four passes
   are stitched (``src/models/DDPM_2D_patched.py`` of FinnBehrendt/patched-Diffusion-Models-UAD@da14cd0: 48-px
   boxes on 96-px slices, ``test_timesteps`` 500, one noise field shared by the four passes).
-- :class:`DDPMInferer`: the whole slice is noised, no condition (``configs/experiment/cDDPM/DDPM.yaml``:
+- :class:`DDPMScorer`: the whole slice is noised, no condition (``configs/experiment/cDDPM/DDPM.yaml``:
   simplex noise, t = 500).
 
 Released conventions kept: intensities in [0, 1] are mapped to [-1, 1] for the network and back; the
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from monai.networks.schedulers import Scheduler
 
-from disyre_monai.inferers.slices import SliceAnomalyInferer
+from disyre_monai.inferers.slices import SliceAnomalyInferer, SliceScorer
 from disyre_monai.schedulers.noise import (
     DiffusionNoise,
     as_diffusion_noise,
@@ -83,8 +83,9 @@ def lattice_cells(height: int, width: int, cell: Sequence[int], device: torch.de
                             [j * cell[1] for j in range(cols)] + [width], device)
 
 
-class DiffusionReconstructionInferer(SliceAnomalyInferer):
-    """One-step diffusion reconstruction: ``score = |x - mean_k x0_hat(q(x_{t_k} | x), t_k)|`` (channel mean).
+class DiffusionScorer(SliceScorer):
+    """One-step diffusion reconstruction: ``score = |x - mean_k x0_hat(q(x_{t_k} | x), t_k)|`` (channel mean); run it
+    with :class:`~disyre_monai.inferers.SliceAnomalyInferer` (slicing, batching, precision, the brain mask).
 
     Args:
         timesteps: 0-based timesteps ``t_k`` whose reconstructions are averaged (released labels minus 1).
@@ -106,13 +107,9 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
             (:func:`volume_fingerprint`), so each volume gets its own field and a volume's map does not depend on
             the others scored with it. False: one field per timestep for every volume (0.3.x; ``volume`` is left out
             and ``slice`` counts over the whole call).
-        slice_axis, slice_batch_size, foreground_threshold, progress, amp, amp_dtype, cpu_batch_pixels: see
-            :class:`~disyre_monai.inferers.SliceAnomalyInferer`.
-        return_intermediates: also return the averaged reconstruction ``(B, C, *spatial)`` (in [0, 1] units).
 
-    Call:
-        ``inferer(inputs, network, mask=None)`` with ``inputs`` ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in
-        [0, 1]; returns the float32 map ``(B, 1, *spatial)``, zero outside the brain.
+    Inputs in [0, 1]. With the engine's ``return_intermediates`` the extras are the averaged reconstruction
+    ``(B, C, *spatial)`` (in [0, 1] units).
     """
 
     progress_desc = "diffusion slices"
@@ -128,17 +125,7 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
         slice_size: Sequence[int] | None = None,
         seed: int = 0,
         noise_per_volume: bool = True,
-        slice_axis: int = 2,
-        slice_batch_size: int = 32,
-        foreground_threshold: float = 0.0,
-        return_intermediates: bool = False,
-        progress: bool = False,
-        amp: bool = False,
-        amp_dtype: torch.dtype = torch.bfloat16,
-        cpu_batch_pixels: int | None = 65536,
     ) -> None:
-        super().__init__(slice_axis, slice_batch_size, foreground_threshold, return_intermediates, progress, amp,
-                         amp_dtype, cpu_batch_pixels)
         name = type(self).__name__
         self.scheduler = scheduler or default_diffusion_scheduler()
         last = int(self.scheduler.num_train_timesteps) - 1
@@ -194,27 +181,28 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
             return grid_cells(height, width, self.patch_grid, device)
         return lattice_cells(height, width, self.cell_size, device)
 
-    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
+    def begin(self, inputs: torch.Tensor, network: Callable, engine: SliceAnomalyInferer) -> None:
+        """Fingerprint each volume of the call (its noise fields' seed) and note its number of slices."""
         x = torch.as_tensor(inputs)
         self._volume_keys = None
-        if self.noise_per_volume and not x.dtype.is_complex:
+        if self.noise_per_volume:
             self._volume_keys = [volume_fingerprint(x[b]) for b in range(x.shape[0])]
-        self._slices_per_volume = x.shape[2 + self.slice_axis] if x.ndim == 5 else 1
-        return super().__call__(inputs, network, mask)
+        self._slices_per_volume = x.shape[2 + engine.slice_axis] if x.ndim == 5 else 1
 
-    def _output_channels(self, in_channels: int) -> int:
+    def output_channels(self, in_channels: int) -> int:
+        """The score and the averaged reconstruction of ``in_channels`` channels."""
         return 1 + in_channels
 
-    def _draw_noise(self, k: int, x: torch.Tensor) -> torch.Tensor:
+    def _draw_noise(self, k: int, x: torch.Tensor, slice_index: torch.Tensor) -> torch.Tensor:
         """Noise of timestep index ``k`` for the batch ``x`` ``(N, C, H, W)`` (``seed``, ``noise_per_volume``)."""
         shared = self.noise.noise_type == "simplex" and self.noise.shared_over_batch
         if self._volume_keys is None:
             if shared:
                 return self.noise(x[:1], seeded_generator(self.seed, k)).expand_as(x)
             return torch.cat([self.noise(x[i:i + 1], seeded_generator(self.seed, k, int(s)))
-                              for i, s in enumerate(self.slice_index.tolist())])
-        volumes = (self.slice_index // self._slices_per_volume).tolist()
-        within = (self.slice_index % self._slices_per_volume).tolist()
+                              for i, s in enumerate(slice_index.tolist())])
+        volumes = (slice_index // self._slices_per_volume).tolist()
+        within = (slice_index % self._slices_per_volume).tolist()
         fields: dict[int, torch.Tensor] = {}
         noise = []
         for i, (v, s) in enumerate(zip(volumes, within)):
@@ -227,14 +215,16 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
             noise.append(fields[v])
         return torch.cat(noise)
 
-    def _predict(self, network: Callable, x_t: torch.Tensor, t: int, clean: torch.Tensor) -> torch.Tensor:
+    def _predict(self, network: Callable, x_t: torch.Tensor, t: int, clean: torch.Tensor,
+                 engine: SliceAnomalyInferer) -> torch.Tensor:
         """``x0_hat`` in [-1, 1] units from ``x_t`` at timestep ``t``."""
         timesteps = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-        with self.autocast(x_t.device):
+        with engine.autocast(x_t.device):
             out = network(x_t, timesteps, clean) if self.condition_on_input else network(x_t, timesteps)
         return out.float()
 
-    def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
+    def score(self, x: torch.Tensor, fg: torch.Tensor, network: Callable, engine: SliceAnomalyInferer) -> torch.Tensor:
+        """Score + averaged reconstruction ``(N, 1 + C, H, W)`` of slices ``x`` ``(N, C, H, W)``."""
         h, w = x.shape[2:]
         top, bottom, left, right = self.slice_padding(h, w)
         x = F.pad(x, (left, right, top, bottom))
@@ -242,24 +232,24 @@ class DiffusionReconstructionInferer(SliceAnomalyInferer):
         cells = self.test_cells(*x.shape[2:], device=x.device)
         reco = torch.zeros_like(x)
         for k, t in enumerate(self.timesteps):
-            noise = self._draw_noise(k, x)
+            noise = self._draw_noise(k, x, engine.slice_index)
             x_t = self.scheduler.add_noise(x0, noise, torch.full((x.shape[0],), t, dtype=torch.long))
             if cells is None:
-                pred = self._predict(network, x_t, t, x)
+                pred = self._predict(network, x_t, t, x, engine)
             else:
                 pred = torch.zeros_like(x0)
                 for cell in cells:  # only this cell noised, the rest clean; keep the prediction in the cell
-                    pred = torch.where(cell, self._predict(network, torch.where(cell, x_t, x0), t, x), pred)
+                    pred = torch.where(cell, self._predict(network, torch.where(cell, x_t, x0), t, x, engine), pred)
             reco += (pred + 1.0) / 2.0
         reco /= len(self.timesteps)
         score = (x - reco).abs().mean(1, keepdim=True)
         return torch.cat([score, reco], 1)[:, :, top:top + h, left:left + w]
 
 
-class CDDPMInferer(DiffusionReconstructionInferer):
+class CDDPMScorer(DiffusionScorer):
     """cDDPM (Behrendt et al. 2025): condition encoder on the clean input, noise ensemble t = 250/500/750.
 
-    Same arguments as :class:`DiffusionReconstructionInferer`, with the released defaults
+    Same arguments as :class:`DiffusionScorer`, with the released defaults
     ``timesteps=(249, 499, 749)``, ``condition_on_input=True``; ``network(x_t, t, x)`` as
     :class:`~disyre_monai.networks.ImageConditionedUNet`.
     """
@@ -269,10 +259,10 @@ class CDDPMInferer(DiffusionReconstructionInferer):
         super().__init__(timesteps=timesteps, condition_on_input=condition_on_input, **kwargs)
 
 
-class PDDPMInferer(DiffusionReconstructionInferer):
+class PDDPMScorer(DiffusionScorer):
     """pDDPM (Behrendt et al., MIDL 2023): a 2 x 2 grid, one cell noised per pass, four passes stitched, t = 500.
 
-    Same arguments as :class:`DiffusionReconstructionInferer`, with the released defaults ``timesteps=(499,)``,
+    Same arguments as :class:`DiffusionScorer`, with the released defaults ``timesteps=(499,)``,
     ``patch_grid=(2, 2)``; ``network(x_t, t)`` unconditioned. (The cDDPM paper's "pDDPM (ens)" row averages
     t = 250/500/750: ``timesteps=(249, 499, 749)``.)
     """
@@ -282,9 +272,9 @@ class PDDPMInferer(DiffusionReconstructionInferer):
         super().__init__(timesteps=timesteps, patch_grid=patch_grid, **kwargs)
 
 
-class DDPMInferer(DiffusionReconstructionInferer):
+class DDPMScorer(DiffusionScorer):
     """Plain DDPM reconstruction (the released ``DDPM.yaml``): the whole slice noised at t = 500, no condition.
 
-    Same arguments as :class:`DiffusionReconstructionInferer`; ``noise="gaussian"`` gives the classic
+    Same arguments as :class:`DiffusionScorer`; ``noise="gaussian"`` gives the classic
     Gaussian-noise DDPM, the default is the released simplex noise.
     """

@@ -32,11 +32,11 @@ from monai.inferers import DiffusionInferer
 from monai.networks.layers import GaussianFilter
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from disyre_monai.inferers.slices import SliceAnomalyInferer
+from disyre_monai.inferers.slices import SliceAnomalyInferer, SliceScorer
 from disyre_monai.schedulers.noise import seeded_generator
 from disyre_monai.utils import check_int, check_number, source_name
 
-__all__ = ["LDMInferer", "aggregated_kl", "calibrate_kl_threshold", "heal_timesteps", "latent_kl"]
+__all__ = ["LDMScorer", "aggregated_kl", "calibrate_kl_threshold", "heal_timesteps", "latent_kl"]
 
 #: KL timesteps of the default mask (ours: eight evenly spaced steps of the first 40% of a T = 1000 chain).
 DEFAULT_KL_TIMESTEPS = (50, 100, 150, 200, 250, 300, 350, 400)
@@ -93,7 +93,7 @@ def aggregated_kl(kl_map: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     """Image-level score: the mean of the KL map over the brain, per input.
 
     Args:
-        kl_map: ``(B, 1, *spatial)``, the ``"kl"`` extra of :class:`LDMInferer` (KL averaged over latent
+        kl_map: ``(B, 1, *spatial)``, the ``"kl"`` extra of :class:`LDMScorer` (KL averaged over latent
             channels and timesteps, on the image grid).
         mask: ``(B, 1, *spatial)`` brain mask (None: every voxel with a non-zero KL, i.e. scored slices).
 
@@ -106,11 +106,10 @@ def aggregated_kl(kl_map: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     return total / region.flatten(1).sum(1).clamp_min(1)
 
 
-class LDMInferer(SliceAnomalyInferer):
-    """Anomaly map of 2D slices or 3D volumes with a :class:`~disyre_monai.networks.LatentDiffusionModel`.
-
-    Same call contract as :class:`~disyre_monai.inferers.DisyreInferer` (slicing, empty slices skipped, brain
-    mask applied, MetaTensor in -> MetaTensor out); see the module docstring for the method. Slices are
+class LDMScorer(SliceScorer):
+    """Latent-diffusion scores of a batch of 2D slices with a :class:`~disyre_monai.networks.LatentDiffusionModel`;
+    run it with :class:`~disyre_monai.inferers.SliceAnomalyInferer` (slicing, empty slices skipped, batching,
+    precision, brain mask applied, MetaTensor in -> MetaTensor out); see the module docstring for the method. Slices are
     zero-padded to ``size_divisor`` (default: the network's). Every draw is a pure function of ``seed``: the
     healing noise of a slice of ``(seed, slice position)``, the KL noise field, which MONAI's
     ``get_likelihood`` draws for a whole batch, of ``(seed, positions of the batch's slices)``. So the same
@@ -129,15 +128,10 @@ class LDMInferer(SliceAnomalyInferer):
             autoencoder's downsampling factor; 0: no smoothing).
         seed: seed of every draw.
         size_divisor: slices are zero-padded to a multiple of this (None: ``network.size_divisor``).
-        slice_axis, slice_batch_size, foreground_threshold, progress, amp, amp_dtype, cpu_batch_pixels: as
-            :class:`~disyre_monai.inferers.SliceAnomalyInferer`.
-        return_intermediates: also return the extras ``(B, 2 + C, *spatial)``: channel 0 the KL map (latent KL
-            averaged over channels and timesteps, nearest-upsampled), channel 1 the smoothed upsampled mask,
-            then the healed reconstruction ``x_hat`` (C channels).
 
-    Call:
-        ``inferer(inputs, network, mask=None)``: ``inputs`` ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in the
-        intensity range the network was trained on; returns the float32 map ``(B, 1, *spatial)``.
+    Inputs in the intensity range the network was trained on. With the engine's ``return_intermediates`` the
+    extras are ``(B, 2 + C, *spatial)``: channel 0 the KL map (latent KL averaged over channels and timesteps,
+    nearest-upsampled), channel 1 the smoothed upsampled mask, then the healed reconstruction ``x_hat`` (C channels).
     """
 
     progress_desc = "LDM slices"
@@ -152,17 +146,7 @@ class LDMInferer(SliceAnomalyInferer):
         mask_sigma: float | None = None,
         seed: int = 0,
         size_divisor: int | None = None,
-        slice_axis: int = 2,
-        slice_batch_size: int = 32,
-        foreground_threshold: float = 0.0,
-        return_intermediates: bool = False,
-        progress: bool = False,
-        amp: bool = False,
-        amp_dtype: torch.dtype = torch.bfloat16,
-        cpu_batch_pixels: int | None = 65536,
     ) -> None:
-        super().__init__(slice_axis, slice_batch_size, foreground_threshold, return_intermediates, progress, amp,
-                         amp_dtype, cpu_batch_pixels)
         name = type(self).__name__
         steps = [check_int(name, "kl_timesteps", t, 1, 100_000) for t in kl_timesteps]
         if not steps:
@@ -176,11 +160,11 @@ class LDMInferer(SliceAnomalyInferer):
         self.seed = check_int(name, "seed", seed, 0, 2**63 - 1)
         self.size_divisor = None if size_divisor is None else check_int(name, "size_divisor", size_divisor, 1, 4096)
 
-    def __call__(self, inputs: torch.Tensor, network: Callable, mask: torch.Tensor | None = None):  # type: ignore[override]
+    def begin(self, inputs: torch.Tensor, network: Callable, engine: SliceAnomalyInferer) -> None:
+        """Check that ``network`` is a calibrated latent-diffusion model whose schedule holds the timesteps."""
         self._check_network(network, source_name(inputs, "inputs"))
-        return super().__call__(inputs, network, mask)
 
-    def _output_channels(self, in_channels: int) -> int:
+    def output_channels(self, in_channels: int) -> int:
         """The score, the KL map, the mask and the ``in_channels`` channels of the healed reconstruction."""
         return 3 + in_channels
 
@@ -209,23 +193,24 @@ class LDMInferer(SliceAnomalyInferer):
         value = float(net.kl_threshold)
         return None if math.isnan(value) else value
 
-    def _score_batch(self, x: torch.Tensor, fg: torch.Tensor, network: Callable) -> torch.Tensor:
+    def score(self, x: torch.Tensor, fg: torch.Tensor, network: Callable, engine: SliceAnomalyInferer) -> torch.Tensor:
+        """Score [+ KL map, mask, healed reconstruction] ``(N, 3 + C, H, W)`` of slices ``x`` ``(N, C, H, W)``."""
         net = getattr(network, "module", network)
         h, w = x.shape[2:]
         divisor = self.size_divisor or int(net.size_divisor)
         xp = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
-        positions = [int(i) for i in self.slice_index.tolist()]
+        positions = [int(i) for i in engine.slice_index.tolist()]
         kl_seed = seeded_generator(self.seed, 0, *positions).initial_seed()
-        with self.autocast(x.device):
+        with engine.autocast(x.device):
             z0 = net.encode(xp).float()
             kl = latent_kl(net.unet, net.scheduler, z0, self.kl_timesteps, kl_seed).float().mean((1, 2))[:, None]
             latent_mask = (kl > self._threshold(net)).float()
             healed = self._heal(net, z0, latent_mask, positions) if latent_mask.any() else z0
             restored = net.decode(healed, self.requantize).float() if (
-                latent_mask.any() or self.return_intermediates) else xp
+                latent_mask.any() or engine.return_intermediates) else xp
         up_mask = self._smooth(F.interpolate(latent_mask, size=xp.shape[2:], mode="nearest"), net)
         score = (xp - restored).abs().mean(1, keepdim=True) * up_mask
-        if not self.return_intermediates:
+        if not engine.return_intermediates:
             return score[:, :, :h, :w]
         up_kl = F.interpolate(kl, size=xp.shape[2:], mode="nearest")
         return torch.cat([score, up_kl, up_mask, restored], 1)[:, :, :h, :w]
@@ -267,7 +252,7 @@ class LDMInferer(SliceAnomalyInferer):
 @torch.no_grad()
 def calibrate_kl_threshold(
     network: torch.nn.Module,
-    inferer: LDMInferer,
+    inferer: SliceAnomalyInferer,
     cases: Iterable[Mapping],
     percentile: float = 95.0,
     image_key: str = "image",
@@ -278,7 +263,7 @@ def calibrate_kl_threshold(
     """Set ``network.kl_threshold`` to a percentile of the KL map over the brain of healthy volumes.
 
     The KL map is the inferer's (latent KL averaged over channels and ``kl_timesteps``, on the image grid);
-    from each case at most ``max_voxels_per_case`` brain voxels are drawn (seeded with ``inferer.seed``), and
+    from each case at most ``max_voxels_per_case`` brain voxels are drawn (seeded with the scorer's ``seed``), and
     the threshold is the ``percentile``-th percentile of the pooled values: on healthy data about
     ``100 - percentile`` % of the brain is then masked (and healed).
 
@@ -302,10 +287,14 @@ def calibrate_kl_threshold(
     name = "calibrate_kl_threshold"
     percentile = check_number(name, "percentile", percentile, 1e-6, 100.0 - 1e-6)
     max_voxels_per_case = check_int(name, "max_voxels_per_case", max_voxels_per_case, 1, 2**40)
+    if not isinstance(getattr(inferer, "scorer", None), LDMScorer):
+        raise TypeError(f"{name}: inferer must be a SliceAnomalyInferer around an LDMScorer, got "
+                        f"{type(inferer).__name__}.")
     probe = copy.copy(inferer)
-    probe.kl_threshold, probe.return_intermediates = math.inf, True
+    probe.scorer, probe.return_intermediates = copy.copy(inferer.scorer), True
+    probe.scorer.kl_threshold = math.inf
     device = torch.device(device) if device is not None else next(network.parameters()).device
-    draw = torch.Generator().manual_seed(inferer.seed)
+    draw = torch.Generator().manual_seed(inferer.scorer.seed)
     values = []
     for case in cases:
         image = torch.as_tensor(case[image_key]).float()[None].to(device)

@@ -3,8 +3,8 @@ between the two for an inference run.
 
 The exported graph (``disyre-monai export_onnx``, :mod:`disyre_monai.commands.export_onnx`) is the network alone,
 ``(image, timesteps) -> restored``, with dynamic batch and spatial axes; the anomaly map (severities, sliding
-windows, brain mask) stays in :class:`~disyre_monai.inferers.DisyreInferer`, which runs an :class:`OnnxNetwork`
-exactly as it runs the PyTorch network. For CPU-only workstations (ONNX Runtime, ``pip install
+windows, brain mask) stays in the inferer (:class:`~disyre_monai.inferers.DisyreScorer`), which runs an
+:class:`OnnxNetwork` exactly as it runs the PyTorch network. For CPU-only workstations (ONNX Runtime, ``pip install
 disyre-monai[onnx]``), Triton or MONAI Deploy.
 """
 
@@ -42,7 +42,7 @@ class OnnxNetwork(torch.nn.Module):
 
     ``network(x, timesteps)`` takes ``x`` ``(N, C, H, W)`` float and ``timesteps`` ``(N,)`` integer tensors
     and returns the restored ``(N, C, H, W)`` float32 tensor on ``x``'s device. It has no parameters, so
-    :class:`~disyre_monai.inferers.DisyreInferer`, MONAI's evaluators and ``.to()``/``.eval()`` treat it as a
+    :class:`~disyre_monai.inferers.SliceAnomalyInferer`, MONAI's evaluators and ``.to()``/``.eval()`` treat it as a
     network whose inputs stay where they are.
 
     Args:

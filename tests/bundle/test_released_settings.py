@@ -93,11 +93,11 @@ def test_corruption_and_elastic_settings_released_at_paper_scale_halved_in_the_d
 
 
 def test_paper_inference_is_the_released_evaluation_and_the_demo_scores_whole_slices():
-    paper = _parser(INFER, PAPER).get_parsed_content("inferer")
+    paper = _parser(INFER, PAPER).get_parsed_content("inferer").scorer
     assert paper.timesteps == [75, 50, 25, 0] and paper.method == "mean_single_step"
     assert (paper.roi_size, paper.overlap, paper.sigma_scale, paper.blend_mode) == ((128, 128), 0.75, 0.125, "gaussian")
     assert paper.foreground_weighting == "released"
-    demo = _parser(INFER).get_parsed_content("inferer")
+    demo = _parser(INFER).get_parsed_content("inferer").scorer
     assert demo.timesteps == [75, 50, 25, 0] and demo.roi_size is None and demo.foreground_weighting == "none"
 
 
@@ -136,3 +136,5 @@ def test_the_configs_precision_and_cpu_cap_reach_every_methods_inferer(base, met
     files = [str(CONFIGS / base), *(str(CONFIGS / f) for f in METHOD_PATCHES[method])]
     inferer = _parser(*files, amp=True, cpu_batch_pixels=12345).get_parsed_content("inferer")
     assert inferer.amp is True and inferer.amp_dtype == torch.bfloat16 and inferer.cpu_batch_pixels == 12345
+    assert type(inferer).__name__ == "SliceAnomalyInferer", "one engine decides precision and caps for every method"
+    assert not {"amp", "cpu_batch_pixels", "slice_batch_size"} & set(vars(inferer.scorer)), "the scorer has none"

@@ -14,9 +14,9 @@ pytest.importorskip("onnxscript")
 
 from disyre_monai.commands.export_onnx import export_onnx, export_onnx_command, verification_volume  # noqa: E402
 from disyre_monai.data.demo import demo_datalist  # noqa: E402
-from disyre_monai.inferers import DisyreInferer  # noqa: E402
+from disyre_monai.inferers import DisyreScorer  # noqa: E402
 from disyre_monai.networks import DisyreUNet, OnnxNetwork, load_network_weights  # noqa: E402
-from tests.helpers import synthetic_brain  # noqa: E402
+from tests.helpers import slice_inferer, synthetic_brain  # noqa: E402
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "bundle" / "models" / "model.pt"
 
@@ -40,7 +40,7 @@ def test_onnx_runtime_map_equals_pytorch_map_with_other_batch_and_window_sizes(e
     volume, brain = verification_volume()
     volume, brain = volume[..., 35:45], brain[..., 35:45]
     for kwargs in ({"slice_batch_size": 7}, {"roi_size": 64, "overlap": 0.5, "sw_batch_size": 5}):
-        inferer = DisyreInferer(size_divisor=network.size_divisor, **kwargs)
+        inferer = slice_inferer(DisyreScorer, size_divisor=network.size_divisor, **kwargs)
         with torch.no_grad():
             reference = inferer(volume, network, mask=brain)
         onnx_map = inferer(volume, OnnxNetwork(path), mask=brain)

@@ -9,9 +9,9 @@ from ignite.engine import Engine
 
 from disyre_monai.failures import FAILURE_KEY
 from disyre_monai.handlers import KLThresholdCalibration, PrepareDiffusionStage
-from disyre_monai.inferers import LDMInferer
+from disyre_monai.inferers import LDMScorer
 from disyre_monai.networks import LatentDiffusionModel
-from tests.helpers import synthetic_brain
+from tests.helpers import slice_inferer, synthetic_brain
 
 
 def test_stage_two_refuses_to_start_without_stage_one_weights(tmp_path):
@@ -47,7 +47,7 @@ def test_calibration_handler_sets_the_threshold_and_skips_failed_cases(caplog):
     model = LatentDiffusionModel(scale_factor=1.0).train()
     image = torch.from_numpy(synthetic_brain((16, 16, 3)))
     cases = [{FAILURE_KEY: {"image": "bad.nii.gz"}}, {"image": image, "mask": (image > 0).float()}]
-    inferer = LDMInferer(kl_timesteps=(100,), heal_steps=1)
+    inferer = slice_inferer(LDMScorer, kl_timesteps=(100,), heal_steps=1)
     KLThresholdCalibration(model, inferer, cases, percentile=90)(Engine(lambda e, b: None))
     assert math.isfinite(float(model.kl_threshold)) and model.unet.training  # mode restored
     empty = LatentDiffusionModel(scale_factor=1.0)

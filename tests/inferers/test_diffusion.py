@@ -6,12 +6,12 @@ import torch
 from monai.data import MetaTensor
 from monai.networks.nets import resnet10
 
-from disyre_monai.inferers import CDDPMInferer, DDPMInferer, DiffusionReconstructionInferer, PDDPMInferer
+from disyre_monai.inferers import CDDPMScorer, DDPMScorer, DiffusionScorer, PDDPMScorer
 from disyre_monai.networks import ConditionedDiffusionUNet, ImageConditionedUNet
-from tests.helpers import synthetic_brain
+from tests.helpers import slice_inferer, synthetic_brain
 
 TINY = dict(channels=(4, 8, 8), num_res_blocks=1, norm_num_groups=4, num_head_channels=8)
-INFERERS = [CDDPMInferer, PDDPMInferer, DDPMInferer]
+INFERERS = [CDDPMScorer, PDDPMScorer, DDPMScorer]
 SHAPES = [(2, 1, 24, 20), (1, 1, 20, 18, 4), (2, 2, 16, 14, 3)]
 
 
@@ -24,11 +24,11 @@ def _network(inferer_class, in_channels=1):
     """A small real network of the method (weights woken up so that noise and condition matter)."""
     torch.manual_seed(0)
     unet = ConditionedDiffusionUNet(in_channels=in_channels, out_channels=in_channels,
-                                    condition_dim=8 if inferer_class is CDDPMInferer else None, **TINY)
+                                    condition_dim=8 if inferer_class is CDDPMScorer else None, **TINY)
     for name, p in unet.named_parameters():
         if "conv2" in name or name.startswith("out."):
             torch.nn.init.normal_(p, std=0.05)
-    if inferer_class is CDDPMInferer:
+    if inferer_class is CDDPMScorer:
         encoder = resnet10(spatial_dims=2, n_input_channels=in_channels, num_classes=8, conv1_t_stride=2,
                            widen_factor=0.125)
         return ImageConditionedUNet(unet, encoder).eval()
@@ -57,11 +57,11 @@ def _slices(x):
 def test_shapes_seeding_and_batching(inferer_class, shape):
     x = _brain(shape)
     net = _network(inferer_class, shape[1])
-    amap = inferer_class(seed=3)(x, net)
+    amap = slice_inferer(inferer_class, seed=3)(x, net)
     assert amap.shape == (shape[0], 1, *shape[2:]) and amap.dtype == torch.float32 and torch.isfinite(amap).all()
-    assert torch.equal(amap, inferer_class(seed=3)(x, net)), "same seed, same map"
-    assert not torch.allclose(amap, inferer_class(seed=4)(x, net)), "another seed draws other noise"
-    one_by_one = inferer_class(seed=3, slice_batch_size=1)(x, net)
+    assert torch.equal(amap, slice_inferer(inferer_class, seed=3)(x, net)), "same seed, same map"
+    assert not torch.allclose(amap, slice_inferer(inferer_class, seed=4)(x, net)), "another seed draws other noise"
+    one_by_one = slice_inferer(inferer_class, seed=3, slice_batch_size=1)(x, net)
     assert torch.allclose(amap, one_by_one, atol=1e-5), "the map must not depend on the batching"
     assert amap[x.sum(1, keepdim=True) == 0].abs().max() == 0, "zero outside the brain"
 
@@ -70,7 +70,7 @@ def test_shapes_seeding_and_batching(inferer_class, shape):
 @pytest.mark.parametrize("shape", SHAPES[:2])
 def test_perfect_reconstruction_gives_an_all_zero_map(inferer_class, shape):
     x = _brain(shape)
-    inferer = inferer_class(size_divisor=1)
+    inferer = slice_inferer(inferer_class, size_divisor=1)
     oracle = Oracle(inferer, _slices(x))
     assert inferer(x, oracle).abs().max() < 1e-6, "zero up to float rounding of the [0, 1] <-> [-1, 1] mapping"
     assert oracle.calls, "the network was called"
@@ -78,7 +78,7 @@ def test_perfect_reconstruction_gives_an_all_zero_map(inferer_class, shape):
 
 def test_cddpm_ensembles_three_noise_levels_with_the_clean_input_as_condition():
     x = _brain((1, 1, 24, 20))
-    inferer = CDDPMInferer(size_divisor=1)
+    inferer = slice_inferer(CDDPMScorer, size_divisor=1)
     oracle = Oracle(inferer, x)
     inferer(x, oracle)
     assert [int(t[0]) for _, t, _ in oracle.calls] == [249, 499, 749]
@@ -89,7 +89,7 @@ def test_cddpm_ensembles_three_noise_levels_with_the_clean_input_as_condition():
 
 def test_pddpm_noises_one_grid_cell_per_pass_and_stitches_four():
     x = _brain((1, 1, 24, 20))
-    inferer = PDDPMInferer(size_divisor=1)
+    inferer = slice_inferer(PDDPMScorer, size_divisor=1)
     oracle = Oracle(inferer, x)
     inferer(x, oracle)
     assert len(oracle.calls) == 4 and all(int(t[0]) == 499 for _, t, _ in oracle.calls)
@@ -110,7 +110,7 @@ def test_pddpm_map_comes_from_the_cell_predictions():
         out = 2 * x.expand_as(x_t) - 1
         return torch.where(torch.arange(16)[:, None] < 8, out - 0.5 * (torch.arange(16) < 8), out)
 
-    amap = PDDPMInferer(size_divisor=1)(x, half_wrong)[0, 0]
+    amap = slice_inferer(PDDPMScorer, size_divisor=1)(x, half_wrong)[0, 0]
     brain = x[0, 0] > 0
     assert torch.allclose(amap[:8, :8][brain[:8, :8]], torch.tensor(0.25)), "|x - (pred + 1) / 2| = 0.5 / 2"
     assert amap[8:].abs().max() < 1e-6 and amap[:, 8:].abs().max() < 1e-6
@@ -119,11 +119,11 @@ def test_pddpm_map_comes_from_the_cell_predictions():
 @pytest.mark.parametrize("noise", ["gaussian", "simplex"])
 def test_ddpm_noise_types(noise):
     x = _brain((1, 1, 32, 32))
-    inferer = DDPMInferer(noise=noise, size_divisor=1)
+    inferer = slice_inferer(DDPMScorer, noise=noise, size_divisor=1)
     oracle = Oracle(inferer, x)
     inferer(x, oracle)
     x_t, t, _ = oracle.calls[0]
-    abar = inferer.scheduler.alphas_cumprod[t[0]]
+    abar = inferer.scorer.scheduler.alphas_cumprod[t[0]]
     residual = ((x_t - abar.sqrt() * (2 * x - 1)) / (1 - abar).sqrt())[0, 0]  # the noise that was added
     lag1 = float(torch.corrcoef(torch.stack([residual[:, :-1].flatten(), residual[:, 1:].flatten()]))[0, 1])
     assert (lag1 > 0.9) if noise == "simplex" else (lag1 < 0.9), "simplex noise is smooth, Gaussian is not"
@@ -133,7 +133,7 @@ def test_metatensor_mask_and_reconstruction():
     x = MetaTensor(_brain((1, 1, 16, 16, 3)), affine=torch.diag(torch.tensor([2.0, 2, 3, 1])))
     mask = torch.zeros(1, 1, 16, 16, 3)
     mask[..., 4:12, 4:12, :] = 1
-    amap, reco = DDPMInferer(return_intermediates=True)(x, _network(DDPMInferer), mask=mask)
+    amap, reco = slice_inferer(DDPMScorer, return_intermediates=True)(x, _network(DDPMScorer), mask=mask)
     assert isinstance(amap, MetaTensor) and amap.affine[2, 2] == 3
     assert amap[mask == 0].abs().max() == 0 and amap[mask > 0].max() > 0
     assert reco.shape == (1, 1, 16, 16, 3)
@@ -148,7 +148,7 @@ def test_metatensor_mask_and_reconstruction():
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        DiffusionReconstructionInferer(**kwargs)
+        slice_inferer(DiffusionScorer, **kwargs)
 
 
 @pytest.mark.parametrize("inferer_class", INFERERS)
@@ -156,28 +156,29 @@ def test_each_volume_gets_its_own_noise_field_whatever_is_scored_with_it(inferer
     """Released: a fresh noise field per volume. A volume's map is the same alone or next to another volume."""
     x = _brain((2, 1, 20, 18, 4))
     net = _network(inferer_class)
-    both = inferer_class(seed=3)(x, net)
-    alone = [inferer_class(seed=3)(x[i:i + 1], net) for i in range(2)]
+    both = slice_inferer(inferer_class, seed=3)(x, net)
+    alone = [slice_inferer(inferer_class, seed=3)(x[i:i + 1], net) for i in range(2)]
     assert torch.allclose(both, torch.cat(alone), atol=1e-5), "the map of a volume does not depend on the others"
-    swapped = inferer_class(seed=3)(x.flip(0), net)
+    swapped = slice_inferer(inferer_class, seed=3)(x.flip(0), net)
     assert torch.allclose(swapped.flip(0), both, atol=1e-5), "nor on the order"
 
     def first_noise(inferer, volumes):  # the noise field each volume got at the first timestep, (B, H, W)
         oracle = Oracle(inferer, _slices(volumes))
         inferer(volumes, oracle)
         x_t, t, _ = oracle.calls[0]
-        abar = inferer.scheduler.alphas_cumprod[t[0]]
+        abar = inferer.scorer.scheduler.alphas_cumprod[t[0]]
         noise = ((x_t - abar.sqrt() * (2 * _slices(volumes) - 1)) / (1 - abar).sqrt())[:, 0]
-        cells = inferer.test_cells(*noise.shape[1:])
+        cells = inferer.scorer.test_cells(*noise.shape[1:])
         return noise if cells is None else noise * cells[0, 0]  # pDDPM's first pass noises its first cell only
 
     one = _brain((1, 1, 20, 18, 3))[..., 1:2]  # one slice with brain
     other = one * 0.9
-    noise = first_noise(inferer_class(seed=3, size_divisor=1), torch.cat([one, other]))
+    noise = first_noise(slice_inferer(inferer_class, seed=3, size_divisor=1), torch.cat([one, other]))
     assert not torch.allclose(noise[0], noise[1], atol=1e-3), "two volumes: two fields"
-    noise = first_noise(inferer_class(seed=3, size_divisor=1), torch.cat([one, one]))
+    noise = first_noise(slice_inferer(inferer_class, seed=3, size_divisor=1), torch.cat([one, one]))
     assert torch.allclose(noise[0], noise[1], atol=1e-4), "the same values: the same field (seeded by content)"
-    noise = first_noise(inferer_class(seed=3, size_divisor=1, noise_per_volume=False), torch.cat([one, other]))
+    shared = slice_inferer(inferer_class, seed=3, size_divisor=1, noise_per_volume=False)
+    noise = first_noise(shared, torch.cat([one, other]))
     assert torch.allclose(noise[0], noise[1], atol=1e-4), "0.3.x: one field for every volume"
 
 
@@ -199,11 +200,11 @@ def _training_cells(height, width, slice_size, grid):
 @pytest.mark.parametrize("shape", [(91, 109), (96, 112), (120, 130), (100, 90)])
 def test_pddpm_cells_at_test_time_are_the_training_cells(shape):
     """The test slice is placed in the training frame: its cells are the ones the training step noised."""
-    inferer = PDDPMInferer(slice_size=(96, 112), size_divisor=4)
-    top, bottom, left, right = inferer.slice_padding(*shape)
+    inferer = slice_inferer(PDDPMScorer, slice_size=(96, 112), size_divisor=4)
+    top, bottom, left, right = inferer.scorer.slice_padding(*shape)
     padded = (shape[0] + top + bottom, shape[1] + left + right)
     assert padded[0] % 4 == 0 and padded[1] % 4 == 0
-    cells = inferer.test_cells(*padded)[:, 0].long().argmax(0)[top:top + shape[0], left:left + shape[1]]
+    cells = inferer.scorer.test_cells(*padded)[:, 0].long().argmax(0)[top:top + shape[0], left:left + shape[1]]
     train = _training_cells(*shape, (96, 112), (2, 2))
     seen = train >= 0
     # the same partition where training saw the slice: pixels share a test cell iff they shared a training cell
@@ -216,21 +217,21 @@ def test_pddpm_cells_at_test_time_are_the_training_cells(shape):
 
 def test_slice_size_must_split_into_cells_the_network_can_take():
     with pytest.raises(ValueError, match="slice_size"):
-        PDDPMInferer(slice_size=(96, 110), size_divisor=4)
+        slice_inferer(PDDPMScorer, slice_size=(96, 110), size_divisor=4)
     with pytest.raises(ValueError, match="slice_size"):
-        DDPMInferer(slice_size=(96,))
+        slice_inferer(DDPMScorer, slice_size=(96,))
 
 
 @pytest.mark.parametrize("inferer_class", INFERERS)
 def test_maps_in_the_training_frame_are_maps_of_the_slice(inferer_class):
     """With slice_size the map still covers the input grid, zero outside the brain, perfect denoiser -> zero."""
     x = _brain((1, 1, 20, 18, 3))
-    inferer = inferer_class(slice_size=(24, 24), size_divisor=4)
+    inferer = slice_inferer(inferer_class, slice_size=(24, 24), size_divisor=4)
     assert inferer(x, _network(inferer_class)).shape == (1, 1, 20, 18, 3)
 
     class FramedOracle(torch.nn.Module):
         def forward(self, x_t, timesteps, image=None):
-            top, _, left, _ = inferer.slice_padding(20, 18)
+            top, _, left, _ = inferer.scorer.slice_padding(20, 18)
             clean = torch.zeros_like(x_t) - 1
             clean[:, :, top:top + 20, left:left + 18] = 2 * _slices(x)[inferer.slice_index] - 1
             return clean

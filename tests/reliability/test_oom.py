@@ -5,8 +5,9 @@ import logging
 import pytest
 import torch
 
-from disyre_monai.inferers import DisyreInferer
-from disyre_monai.inferers.disyre_inferer import is_out_of_memory
+from disyre_monai.inferers import DisyreScorer
+from disyre_monai.inferers.slices import is_out_of_memory
+from tests.helpers import slice_inferer
 
 CUDA_OOM = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 CPU_OOM = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
@@ -38,8 +39,8 @@ def _volume():
 @pytest.mark.parametrize("error", [CUDA_OOM, CPU_OOM, MemoryError("numpy")], ids=["cuda", "cpu", "memoryerror"])
 def test_oom_halves_the_slice_batch_and_gives_the_same_map(error, caplog):
     x = _volume()
-    expected = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16)(x, OomAbove(1000))
-    inferer = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16, batch_severities=False)
+    expected = slice_inferer(DisyreScorer, num_steps=2, size_divisor=8, slice_batch_size=16)(x, OomAbove(1000))
+    inferer = slice_inferer(DisyreScorer, num_steps=2, size_divisor=8, slice_batch_size=16, batch_severities=False)
     net = OomAbove(3, error)
     with caplog.at_level(logging.WARNING):
         got = inferer(x, net)
@@ -55,8 +56,8 @@ def test_oom_halves_the_slice_batch_and_gives_the_same_map(error, caplog):
 def test_batched_severities_halve_the_slice_batch_too_and_give_the_same_map():
     """With the K severities in one forward pass (the default) the network sees K x the slice batch."""
     x = _volume()
-    expected = DisyreInferer(num_steps=2, size_divisor=8, batch_severities=False)(x, OomAbove(1000))
-    inferer = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16)
+    expected = slice_inferer(DisyreScorer, num_steps=2, size_divisor=8, batch_severities=False)(x, OomAbove(1000))
+    inferer = slice_inferer(DisyreScorer, num_steps=2, size_divisor=8, slice_batch_size=16)
     net = OomAbove(5)
     got = inferer(x, net)
     assert torch.allclose(got, expected, atol=1e-6)
@@ -66,30 +67,30 @@ def test_batched_severities_halve_the_slice_batch_too_and_give_the_same_map():
 
 def test_oom_with_sliding_windows_then_shrinks_the_window_batch():
     x = _volume()
-    expected = DisyreInferer(num_steps=1, roi_size=8, overlap=0.5, size_divisor=8)(x, OomAbove(1000))
-    inferer = DisyreInferer(num_steps=1, roi_size=8, overlap=0.5, size_divisor=8, slice_batch_size=4,
+    expected = slice_inferer(DisyreScorer, num_steps=1, roi_size=8, overlap=0.5, size_divisor=8)(x, OomAbove(1000))
+    inferer = slice_inferer(DisyreScorer, num_steps=1, roi_size=8, overlap=0.5, size_divisor=8, slice_batch_size=4,
                             sw_batch_size=8, batch_severities=False)
     got = inferer(x, OomAbove(2))
     assert torch.allclose(got, expected, atol=1e-6)
-    assert inferer.current_slice_batch_size == 1 and inferer.current_sw_batch_size == 2
+    assert inferer.current_slice_batch_size == 1 and inferer.scorer.current_sw_batch_size == 2
 
 
 def test_oom_with_a_single_slice_is_a_clear_memory_error():
     with pytest.raises(MemoryError, match=r"out of memory with one slice of shape \(16, 16\) per batch"):
-        DisyreInferer(num_steps=1, size_divisor=8)(_volume(), OomAbove(0))
+        slice_inferer(DisyreScorer, num_steps=1, size_divisor=8)(_volume(), OomAbove(0))
 
 
 def test_other_errors_are_not_retried():
     net = OomAbove(0, RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        DisyreInferer(num_steps=1, size_divisor=8)(_volume(), net)
+        slice_inferer(DisyreScorer, num_steps=1, size_divisor=8)(_volume(), net)
     assert len(net.sizes) == 1
     assert is_out_of_memory(CUDA_OOM) and is_out_of_memory(CPU_OOM) and not is_out_of_memory(ValueError("x"))
 
 
 def test_on_the_cpu_halving_starts_from_the_cpu_batch_pixels_cap():
     x = _volume()  # 10 brain slices of 16 x 16 = 256 pixels
-    inferer = DisyreInferer(num_steps=2, size_divisor=8, slice_batch_size=16, batch_severities=False,
+    inferer = slice_inferer(DisyreScorer, num_steps=2, size_divisor=8, slice_batch_size=16, batch_severities=False,
                             cpu_batch_pixels=6 * 256)
     net = OomAbove(3)
     inferer(x, net)

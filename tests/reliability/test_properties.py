@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from monai.data import MetaTensor
 from monai.transforms import Compose, Orientationd
 
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.transforms import (
     EnsureBrainMaskd,
@@ -21,6 +21,7 @@ from disyre_monai.transforms import (
     ScaleByPercentiled,
     ValidateImaged,
 )
+from tests.helpers import slice_inferer
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ SETTINGS = settings(max_examples=int(os.environ.get("DISYRE_HYPOTHESIS_EXAMPLES"
 
 torch.manual_seed(0)
 NET = DisyreUNet(preset="small").eval()
-INFERER = DisyreInferer(num_steps=1, size_divisor=NET.size_divisor, slice_batch_size=8)
+INFERER = slice_inferer(DisyreScorer, num_steps=1, size_divisor=NET.size_divisor, slice_batch_size=8)
 
 
 @st.composite
@@ -196,7 +197,7 @@ def test_inferer_alone_gives_a_finite_map_or_a_value_error(inputs, roi, method):
     out = {}
 
     def run():  # roi_size 4 does not fit the network (divisor 8): a ValueError at construction
-        inferer = DisyreInferer(method=method, num_steps=2, size_divisor=NET.size_divisor, roi_size=roi)
+        inferer = slice_inferer(DisyreScorer, method=method, num_steps=2, size_divisor=NET.size_divisor, roi_size=roi)
         out["map"] = inferer(x, NET, mask=mask)
 
     if _raises_value_error_with_message(run):

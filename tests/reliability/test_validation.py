@@ -12,7 +12,7 @@ from monai.data import MetaTensor
 
 from disyre_monai.failures import failure_record
 from disyre_monai.geometry import ras_grid
-from disyre_monai.inferers import DisyreInferer
+from disyre_monai.inferers import DisyreScorer
 from disyre_monai.networks import DisyreUNet
 from disyre_monai.transforms.validation import (
     CheckImageFilesd,
@@ -21,6 +21,7 @@ from disyre_monai.transforms.validation import (
     check_image_file,
     check_same_grid,
 )
+from tests.helpers import slice_inferer
 from tests.reliability import bad_inputs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bundle" / "configs"
@@ -61,7 +62,7 @@ def test_handled_input_gives_a_finite_map(name, handled_cases, preprocessing):
     assert image.dtype == torch.float32 and 0 <= float(image.min()) and float(image.max()) <= 1
     torch.manual_seed(0)
     net = DisyreUNet(preset="small").eval()
-    amap = DisyreInferer(num_steps=1, size_divisor=net.size_divisor)(image[None], net, mask=mask[None])
+    amap = slice_inferer(DisyreScorer, num_steps=1, size_divisor=net.size_divisor)(image[None], net, mask=mask[None])
     assert amap.shape == (1, 1, *image.shape[1:]) and torch.isfinite(amap).all()
     assert float(amap[mask[None] == 0].abs().max()) == 0
 

@@ -79,8 +79,9 @@ def skull_strip_setting(conf: dict[str, str]) -> str | None:
 class DisyreInferTask(BundleInferTask):
     """MONAI Label's bundle inference on the DISYRE bundle, answering with what a viewer can show.
 
-    Preprocessing, network, weights (``models/model.pt``) and the :class:`~disyre_monai.inferers.DisyreInferer`
-    come from the bundle's ``configs/inference.json`` through MONAI Label's ``BundleInferTask``. The bundle's own
+    Preprocessing, network, weights (``models/model.pt``) and the inferer
+    (:class:`~disyre_monai.inferers.SliceAnomalyInferer`) come from the bundle's ``configs/inference.json``
+    through MONAI Label's ``BundleInferTask``. The bundle's own
     postprocessing (which writes NIfTI and PNG files for the batch command) is replaced by:
 
     1. case-level scores of the anomaly map inside the brain (max, mean, top-k mean, anomalous voxels and
