@@ -100,7 +100,8 @@ def test_resumed_sharded_run_redoes_only_the_failed_case_with_a_rank_left_idle(r
     again = _inference([INFER, MULTI_GPU_INFER], sharded_dir, runs["datalist"], model, processes=2)
     assert again.returncode == 1, again.stderr[-3000:]  # the missing scan (rank 0's only case now) fails again
     report = json.loads((sharded_dir / "failures.json").read_text())
-    assert (report["num_skipped"], report["num_completed"], report["num_failed"]) == (3, 0, 1)
+    counts = (report["num_skipped"], report["num_completed"], report["num_failed"])
+    assert counts == (3, 0, 1), f"{counts} (an unchanged report means the rerun stopped early):\n{again.stderr[-3000:]}"
     assert {p.name: p.stat().st_mtime_ns for p in sharded_dir.glob("*.nii.gz")} == before
 
 
