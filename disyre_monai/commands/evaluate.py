@@ -19,15 +19,14 @@ from disyre_monai.commands.bundle import bundle_preprocessing
 from disyre_monai.data.datalist import load_datalist, missing_split_reason
 from disyre_monai.engines.outputs import case_outputs
 from disyre_monai.failures import FailureReport
+from disyre_monai.handlers.report import save_report
 from disyre_monai.inferers.baselines import NormativeInferer, ZScoreInferer
 from disyre_monai.io import NIFTI_SUFFIXES, atomic_write_json
 from disyre_monai.metrics.cases import voxel_spacing_mm, voxel_volume_ml
 from disyre_monai.metrics.evaluation import AnomalyEvaluation
 from disyre_monai.metrics.protocols import look_up_protocol
-from disyre_monai.metrics.report import summary_lines, write_report
 from disyre_monai.metrics.thresholds import calibrate_thresholds
 from disyre_monai.transforms.validation import check_same_grid
-from disyre_monai.visualize.report_figures import write_report_figures
 
 #: baselines computed from the images themselves
 BASELINES = ("zscore", "normative")
@@ -206,9 +205,7 @@ def evaluate_maps(maps_dir: str | Sequence[str] | Mapping[str, str], output_dir:
         failures.finish()
         raise RuntimeError(f"evaluate_maps: every case failed ({len(failures)}); see {out / 'failures.json'}.")
     result = evaluation.result()
-    write_report(result, evaluation, out)
-    write_report_figures(result, evaluation, out)
-    print("\n".join(summary_lines(result["summary"])), flush=True)
+    save_report(result, evaluation, out)
     result["failures"] = failures.finish()["failures"]
     return result
 

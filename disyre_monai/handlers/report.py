@@ -17,6 +17,20 @@ from disyre_monai.metrics.report import summary_lines, write_report
 from disyre_monai.visualize.report_figures import write_report_figures
 
 
+def save_report(result: dict, evaluation: AnomalyEvaluation, output_dir: str | Path) -> None:
+    """Write an evaluation result's report into ``output_dir`` (``metrics.json``, ``per_case.csv`` and the figures)
+    and print its headline metrics: what :class:`AnomalyReport` and ``disyre-monai evaluate`` both leave behind.
+
+    Args:
+        result: :meth:`AnomalyEvaluation.result` of ``evaluation``.
+        evaluation: the evaluation (its curves and case snapshots, for the figures).
+        output_dir: the report folder.
+    """
+    write_report(result, evaluation, output_dir)
+    write_report_figures(result, evaluation, output_dir)
+    print("\n".join(summary_lines(result["summary"])), flush=True)
+
+
 class AnomalyReport(CaseCollector):
     """Evaluator handler: scores the model's maps next to baselines under a protocol and writes a report.
 
@@ -61,9 +75,7 @@ class AnomalyReport(CaseCollector):
         if self.evaluation is None:
             raise RuntimeError("AnomalyReport: no case was evaluated.")
         result = self.evaluation.result()
-        write_report(result, self.evaluation, self.output_dir)
-        write_report_figures(result, self.evaluation, self.output_dir)
-        print("\n".join(summary_lines(result["summary"])), flush=True)
+        save_report(result, self.evaluation, self.output_dir)
         if engine is not None:
             for method, values in result["summary"]["methods"].items():
                 for key, value in values["pooled"].items():
